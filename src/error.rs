@@ -1,0 +1,141 @@
+//! Why a program cannot be loaded, as a small `Copy` value with a message
+//! and the shell-style exit status a user expects.
+
+/// Everything that stops hugeload from running a program. The message is the
+/// `reason` of the one-line diagnostic `hugeload: PATH: reason`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LoadError {
+    /// A system call failed with this errno while opening or reading a file.
+    Os(i32),
+    /// PROGRAM has no `/` and no `PATH` entry holds it.
+    CommandNotFound,
+    NotElfOrScript,
+    Elf32,
+    BigEndian,
+    ForeignMachine,
+    BadVersion,
+    NotExecutable,
+    BadPhentsize,
+    TooManyHeaders,
+    HeadersOutsideFile,
+    NoLoadSegments,
+    TooManyLoadSegments,
+    FileszOverMemsz,
+    Misaligned,
+    SegmentOutsideFile,
+    SegmentOverflow,
+    SegmentsUnsorted,
+    SegmentsOverlap,
+    WritableAndExecutable,
+    ExecutableStack,
+    BadInterpPath,
+    InterpNotElf,
+    InterpHasInterp,
+    NestedScriptTooDeep,
+    ScriptNoInterpreter,
+    ScriptLineTooLong,
+    ImageTooLarge,
+    EntryOutsideImage,
+    AddressInUse,
+    ShortRead,
+}
+
+/// `ENOENT`, `ENOTDIR`: the shell's "not found" family.
+const ENOENT: i32 = 2;
+
+impl LoadError {
+    /// The exit status a shell would give: 127 when the file is not there,
+    /// 126 when it is there but cannot be run.
+    pub fn exit_status(self) -> i32 {
+        match self {
+            LoadError::Os(ENOENT) | LoadError::CommandNotFound => 127,
+            _ => 126,
+        }
+    }
+
+    /// The reason, as the second half of `hugeload: PATH: reason`.
+    pub fn message(self) -> &'static str {
+        match self {
+            LoadError::Os(errno) => errno_message(errno),
+            LoadError::CommandNotFound => "command not found",
+            LoadError::NotElfOrScript => "cannot execute: not an ELF executable or #! script",
+            LoadError::Elf32 => "cannot execute: 32-bit ELF (hugeload loads 64-bit programs)",
+            LoadError::BigEndian => "cannot execute: big-endian ELF",
+            LoadError::ForeignMachine => "cannot execute: ELF for another machine architecture",
+            LoadError::BadVersion => "cannot execute: unknown ELF version",
+            LoadError::NotExecutable => {
+                "cannot execute: not an executable (ELF type is not EXEC or DYN)"
+            }
+            LoadError::BadPhentsize => "cannot execute: bad program header size",
+            LoadError::TooManyHeaders => "cannot execute: too many program headers",
+            LoadError::HeadersOutsideFile => "cannot execute: program headers lie outside the file",
+            LoadError::NoLoadSegments => "cannot execute: no loadable segment",
+            LoadError::TooManyLoadSegments => "cannot execute: too many loadable segments",
+            LoadError::FileszOverMemsz => "cannot execute: segment file size exceeds memory size",
+            LoadError::Misaligned => "cannot execute: segment offset and address are not congruent",
+            LoadError::SegmentOutsideFile => "cannot execute: segment lies outside the file",
+            LoadError::SegmentOverflow => "cannot execute: segment lies outside the address space",
+            LoadError::SegmentsUnsorted => "cannot execute: loadable segments are not sorted",
+            LoadError::SegmentsOverlap => "cannot execute: loadable segments overlap",
+            LoadError::WritableAndExecutable => {
+                "cannot execute: a segment is writable and executable (hugeload never maps W+X)"
+            }
+            LoadError::ExecutableStack => {
+                "cannot execute: the program asks for an executable stack (hugeload never maps W+X)"
+            }
+            LoadError::BadInterpPath => "cannot execute: malformed program interpreter path",
+            LoadError::InterpNotElf => "cannot execute: the program interpreter is not a usable ELF",
+            LoadError::InterpHasInterp => {
+                "cannot execute: the program interpreter asks for an interpreter"
+            }
+            LoadError::NestedScriptTooDeep => "cannot execute: too many levels of #! interpreters",
+            LoadError::ScriptNoInterpreter => "cannot execute: #! line names no interpreter",
+            LoadError::ScriptLineTooLong => "cannot execute: #! line is too long",
+            LoadError::ImageTooLarge => "cannot execute: image too large for the address space",
+            LoadError::EntryOutsideImage => {
+                "cannot execute: entry point lies outside the executable segments"
+            }
+            LoadError::AddressInUse => "cannot execute: the program's fixed addresses are in use",
+            LoadError::ShortRead => "cannot execute: file is shorter than its headers say",
+        }
+    }
+}
+
+/// The text of the common errno values, as `strerror` gives them.
+pub fn errno_message(errno: i32) -> &'static str {
+    match errno {
+        1 => "Operation not permitted",
+        2 => "No such file or directory",
+        5 => "Input/output error",
+        8 => "Exec format error",
+        9 => "Bad file descriptor",
+        12 => "Cannot allocate memory",
+        13 => "Permission denied",
+        14 => "Bad address",
+        16 => "Device or resource busy",
+        17 => "File exists",
+        20 => "Not a directory",
+        21 => "Is a directory",
+        22 => "Invalid argument",
+        24 => "Too many open files",
+        26 => "Text file busy",
+        27 => "File too large",
+        36 => "File name too long",
+        40 => "Too many levels of symbolic links",
+        _ => "Unexpected error",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn not_found_is_127_and_the_rest_126() {
+        assert_eq!(LoadError::Os(2).exit_status(), 127);
+        assert_eq!(LoadError::CommandNotFound.exit_status(), 127);
+        assert_eq!(LoadError::Os(13).exit_status(), 126);
+        assert_eq!(LoadError::Elf32.exit_status(), 126);
+        assert_eq!(LoadError::Os(13).message(), "Permission denied");
+    }
+}

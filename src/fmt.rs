@@ -1,0 +1,118 @@
+//! Building diagnostic lines without `core::fmt`: a fixed buffer that
+//! takes bytes, decimal and hexadecimal numbers, and truncates on overflow.
+
+/// Longest line hugeload prints.
+pub const LINE_MAX: usize = 1024;
+
+pub struct Line {
+    buf: [u8; LINE_MAX],
+    len: usize,
+}
+
+impl Default for Line {
+    fn default() -> Line {
+        Line::new()
+    }
+}
+
+impl Line {
+    pub const fn new() -> Line {
+        Line {
+            buf: [0; LINE_MAX],
+            len: 0,
+        }
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+
+    pub fn bytes(&mut self, b: &[u8]) -> &mut Line {
+        let n = b.len().min(LINE_MAX - self.len);
+        self.buf[self.len..self.len + n].copy_from_slice(&b[..n]);
+        self.len += n;
+        self
+    }
+
+    pub fn str(&mut self, s: &str) -> &mut Line {
+        self.bytes(s.as_bytes())
+    }
+
+    pub fn dec(&mut self, mut v: u64) -> &mut Line {
+        let mut digits = [0u8; 20];
+        let mut i = digits.len();
+        loop {
+            i -= 1;
+            digits[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+            if v == 0 {
+                break;
+            }
+        }
+        self.bytes(&digits[i..])
+    }
+
+    /// Signed decimal.
+    pub fn int(&mut self, v: i64) -> &mut Line {
+        if v < 0 {
+            self.str("-");
+        }
+        self.dec(v.unsigned_abs())
+    }
+
+    /// Hexadecimal, zero-padded to `width` digits, without a prefix.
+    pub fn hex(&mut self, v: u64, width: usize) -> &mut Line {
+        let mut digits = [0u8; 16];
+        let mut n = 0;
+        let mut x = v;
+        while x != 0 || n < width.min(16) {
+            digits[15 - n] = b"0123456789abcdef"[(x & 15) as usize];
+            x >>= 4;
+            n += 1;
+            if n == 16 {
+                break;
+            }
+        }
+        if n == 0 {
+            return self.str("0");
+        }
+        let start = 16 - n;
+        let copy = digits;
+        self.bytes(&copy[start..])
+    }
+
+    /// `value * 100 / total`, as an integer percentage.
+    pub fn percent(&mut self, value: u64, total: u64) -> &mut Line {
+        let p = if total == 0 {
+            0
+        } else {
+            (value as u128 * 100 / total as u128) as u64
+        };
+        self.dec(p).str("%")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_numbers() {
+        let mut l = Line::new();
+        l.dec(0).str(" ").dec(1234567890).str(" ").hex(0xb6f000, 16).str(" ").hex(0, 0);
+        l.str(" ").int(-12).str(" ").percent(1, 3);
+        assert_eq!(l.as_bytes(), b"0 1234567890 0000000000b6f000 0 -12 33%");
+        let mut l = Line::new();
+        l.hex(u64::MAX, 4);
+        assert_eq!(l.as_bytes(), b"ffffffffffffffff");
+    }
+
+    #[test]
+    fn truncates_instead_of_overflowing() {
+        let mut l = Line::new();
+        for _ in 0..LINE_MAX {
+            l.str("ab");
+        }
+        assert_eq!(l.as_bytes().len(), LINE_MAX);
+    }
+}

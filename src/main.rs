@@ -1,0 +1,37 @@
+//! hugeload: a static-pie, libc-free ELF loader that maps a program's code
+//! onto 2 MiB pages at load time. See README.md.
+//!
+//! This binary is the effectful shell around the pure `hugeload` library:
+//! the entry stub and architecture pieces (`targets/`), system calls, and
+//! the modes.
+#![no_std]
+#![no_main]
+
+#[cfg_attr(target_arch = "x86_64", path = "../targets/x86_64/arch.rs")]
+mod arch;
+
+#[path = "rt/boot.rs"]
+mod boot;
+#[path = "rt/diag.rs"]
+mod diag;
+#[path = "rt/file.rs"]
+mod file;
+#[path = "rt/launch.rs"]
+mod launch;
+#[path = "rt/map.rs"]
+mod map;
+#[path = "rt/start.rs"]
+mod start;
+#[path = "rt/sys.rs"]
+mod sys;
+
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo) -> ! {
+    sys::write_all(2, b"hugeload: internal error\n");
+    sys::exit(126)
+}
+
+/// The precompiled `core` refers to this in builds with unwinding tables;
+/// hugeload never unwinds.
+#[unsafe(no_mangle)]
+extern "C" fn rust_eh_personality() {}

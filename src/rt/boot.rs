@@ -1,0 +1,127 @@
+//! The initial stack the kernel handed to hugeload: argc, argv, envp and
+//! auxv, read once. The strings stay where the kernel put them, above the
+//! stack pointer, for the whole life of the process.
+
+use hugeload::auxv::{Auxv, MAX_AUXV};
+use hugeload::script::{BINPRM_BUF_SIZE, MAX_SCRIPT_DEPTH};
+use linux_raw_sys::auxvec::AT_NULL;
+
+pub struct Boot {
+    /// The kernel's stack pointer: the address of argc.
+    pub sp: usize,
+    pub argc: usize,
+    argv: usize,
+    envp: usize,
+    pub envc: usize,
+    pub auxv: Auxv,
+}
+
+/// Reads the NUL-terminated string at `addr`.
+///
+/// # Safety
+/// `addr` must point at a NUL-terminated string that lives for the rest of
+/// the process (the kernel's argument and environment strings do).
+unsafe fn cstr(addr: usize) -> &'static [u8] {
+    let p = addr as *const u8;
+    let mut len = 0;
+    // SAFETY: the caller guarantees a terminated string.
+    while unsafe { *p.add(len) } != 0 {
+        len += 1;
+    }
+    // SAFETY: `len` bytes before the NUL are readable and never change.
+    unsafe { core::slice::from_raw_parts(p, len) }
+}
+
+/// # Safety
+/// `addr` must be a readable, aligned word.
+unsafe fn word(addr: usize) -> usize {
+    // SAFETY: the caller guarantees the word.
+    unsafe { *(addr as *const usize) }
+}
+
+impl Boot {
+    /// # Safety
+    /// `sp` must be the stack pointer the kernel entered the process with.
+    pub unsafe fn read(sp: usize) -> Boot {
+        // SAFETY: the kernel's stack layout: argc, argv[argc], NULL, envp[],
+        // NULL, auxv pairs up to AT_NULL.
+        unsafe {
+            let argc = word(sp);
+            let argv = sp + 8;
+            let envp = argv + 8 * (argc + 1);
+            let mut envc = 0;
+            while word(envp + 8 * envc) != 0 {
+                envc += 1;
+            }
+            let mut auxv = Auxv::new();
+            let mut at = envp + 8 * (envc + 1);
+            loop {
+                let key = word(at);
+                if key == AT_NULL as usize || auxv.len() == MAX_AUXV {
+                    break;
+                }
+                let _ = auxv.push((key as u64, word(at + 8) as u64));
+                at += 16;
+            }
+            Boot {
+                sp,
+                argc,
+                argv,
+                envp,
+                envc,
+                auxv,
+            }
+        }
+    }
+
+    /// argv[i], for `i < argc`.
+    pub fn arg(&self, i: usize) -> &'static [u8] {
+        // SAFETY: argv[i] for i < argc points at a kernel string.
+        unsafe { cstr(word(self.argv + 8 * i)) }
+    }
+
+    /// argv[from..].
+    pub fn args_from<'s>(&'s self, from: usize) -> impl Iterator<Item = &'s [u8]> + Clone + 's {
+        (from.min(self.argc)..self.argc).map(|i| -> &'s [u8] { self.arg(i) })
+    }
+
+    /// The envp pointers.
+    pub fn env_ptrs(&self) -> impl Iterator<Item = u64> + Clone + '_ {
+        // SAFETY: envp[i] for i < envc is a valid word.
+        (0..self.envc).map(|i| unsafe { word(self.envp + 8 * i) } as u64)
+    }
+
+    /// The value of environment variable `key`.
+    pub fn env(&self, key: &[u8]) -> Option<&'static [u8]> {
+        self.env_ptrs().find_map(|p| {
+            // SAFETY: every envp entry points at a kernel string.
+            let entry = unsafe { cstr(p as usize) };
+            let rest = entry.strip_prefix(key)?;
+            rest.strip_prefix(b"=")
+        })
+    }
+
+    /// `[start, end)` of the environment strings, as the kernel's
+    /// `env_start`/`env_end`; `None` without an environment.
+    pub fn env_strings(&self) -> Option<(u64, u64)> {
+        let first = self.env_ptrs().next()?;
+        let last = self.env_ptrs().last()?;
+        // SAFETY: the last env entry points at a kernel string.
+        let len = unsafe { cstr(last as usize) }.len() as u64;
+        Some((first, last + len + 1))
+    }
+
+    pub fn aux(&self, key: u32) -> Option<u64> {
+        hugeload::auxv::get(&self.auxv, key)
+    }
+
+    /// The most stack the program's new initial stack can need: every
+    /// argument string, a path, the `#!` lines, and the vectors.
+    pub fn stack_bound(&self) -> usize {
+        let arg_bytes: usize = self.args_from(0).map(|a| a.len() + 1).sum();
+        let paths = 4097 * (MAX_SCRIPT_DEPTH + 1) + 2 * BINPRM_BUF_SIZE * MAX_SCRIPT_DEPTH;
+        let words = 8 * (self.argc + self.envc + 3 * MAX_SCRIPT_DEPTH + 8);
+        let auxv = 16 * (MAX_AUXV + 2);
+        arg_bytes + paths + words + auxv + 256
+    }
+}

@@ -1,0 +1,141 @@
+//! Opening the files hugeload runs, with the checks execve would make, and
+//! reading their headers into bounded buffers.
+
+use super::arch;
+use super::sys::{self, CPath, Errno, Fd};
+use hugeload::elf::{self, Image, MAX_INTERP, MAX_PHDR_BYTES};
+use hugeload::error::LoadError;
+use hugeload::script::BINPRM_BUF_SIZE;
+use linux_raw_sys::general::{O_CLOEXEC, O_RDONLY, S_IFDIR, S_IFMT, S_IFREG};
+
+const X_OK: u32 = 1;
+const ST_NOEXEC: i64 = 8;
+
+fn os(e: Errno) -> LoadError {
+    LoadError::Os(e.0)
+}
+
+/// An open file that execve would agree to run.
+pub struct OpenFile {
+    pub fd: Fd,
+    pub size: u64,
+}
+
+impl OpenFile {
+    /// Opens `path` for loading: it must exist, be a regular file, carry
+    /// execute permission for us, and live on a mount that allows exec.
+    pub fn open(path: &CPath) -> Result<OpenFile, LoadError> {
+        sys::access(path, X_OK).map_err(os)?;
+        let fd = sys::open(path, O_RDONLY | O_CLOEXEC).map_err(os)?;
+        match Self::check(fd) {
+            Ok(size) => Ok(OpenFile { fd, size }),
+            Err(e) => {
+                sys::close(fd);
+                Err(e)
+            }
+        }
+    }
+
+    fn check(fd: Fd) -> Result<u64, LoadError> {
+        let st = sys::fstat(fd).map_err(os)?;
+        match st.st_mode & S_IFMT {
+            S_IFREG => {}
+            S_IFDIR => return Err(LoadError::Os(21)),
+            _ => return Err(LoadError::Os(13)),
+        }
+        let fs = sys::fstatfs(fd).map_err(os)?;
+        if fs.f_flags & ST_NOEXEC != 0 {
+            return Err(LoadError::Os(13));
+        }
+        Ok(st.st_size as u64)
+    }
+
+    /// Reads `buf.len()` bytes at `offset`, or fails with ShortRead.
+    pub fn read_exact(&self, buf: &mut [u8], offset: u64) -> Result<(), LoadError> {
+        let n = sys::pread(self.fd, buf, offset).map_err(os)?;
+        if n < buf.len() {
+            return Err(LoadError::ShortRead);
+        }
+        Ok(())
+    }
+
+    pub fn close(&self) {
+        sys::close(self.fd);
+    }
+}
+
+/// The first bytes of a file: what the kernel looks at to pick a format.
+pub struct Head {
+    pub bytes: [u8; BINPRM_BUF_SIZE],
+    pub len: usize,
+}
+
+impl Head {
+    pub fn read(file: &OpenFile) -> Result<Head, LoadError> {
+        let mut head = Head {
+            bytes: [0; BINPRM_BUF_SIZE],
+            len: 0,
+        };
+        head.len = sys::pread(file.fd, &mut head.bytes, 0).map_err(os)?;
+        Ok(head)
+    }
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+/// A validated ELF file, with its program header table.
+pub struct ElfFile {
+    pub file: OpenFile,
+    pub image: Image,
+    pub phdrs: [u8; MAX_PHDR_BYTES],
+}
+
+impl ElfFile {
+    /// Validates the ELF whose first bytes are `head`. Takes the file; it is
+    /// closed on failure.
+    pub fn parse(file: OpenFile, head: &Head) -> Result<ElfFile, LoadError> {
+        let mut elf = ElfFile {
+            file,
+            image: Image {
+                e_type: 0,
+                e_entry: 0,
+                e_phnum: 0,
+                phdr_vaddr: 0,
+                loads: heapless::Vec::new(),
+                interp: None,
+                exec_stack: false,
+                max_align: elf::PAGE,
+            },
+            phdrs: [0; MAX_PHDR_BYTES],
+        };
+        match elf.parse_in_place(head) {
+            Ok(()) => Ok(elf),
+            Err(e) => {
+                elf.file.close();
+                Err(e)
+            }
+        }
+    }
+
+    fn parse_in_place(&mut self, head: &Head) -> Result<(), LoadError> {
+        let header = elf::parse_header(head.as_bytes(), arch::ELF_MACHINE)?;
+        let table_len = elf::phdr_table_len(&header);
+        if header.e_phoff.checked_add(table_len as u64).is_none_or(|e| e > self.file.size) {
+            return Err(LoadError::HeadersOutsideFile);
+        }
+        self.file.read_exact(&mut self.phdrs[..table_len], header.e_phoff)?;
+        self.image = elf::parse_image(&header, &self.phdrs[..table_len], self.file.size)?;
+        Ok(())
+    }
+
+    /// Reads the PT_INTERP path into `buf`; returns it without its NUL.
+    pub fn interp_path<'b>(&self, buf: &'b mut [u8; MAX_INTERP]) -> Result<Option<&'b [u8]>, LoadError> {
+        let Some(range) = self.image.interp else {
+            return Ok(None);
+        };
+        let raw = &mut buf[..range.len as usize];
+        self.file.read_exact(raw, range.offset)?;
+        elf::interp_path(raw).map(Some)
+    }
+}

@@ -1,0 +1,344 @@
+//! Launcher mode, `hugeload [OPTIONS] PROGRAM [ARGS...]`, read as the
+//! kernel's phases: find the file, follow `#!` lines, validate the ELF and
+//! its interpreter (nothing mapped yet: every error so far is a clean exit),
+//! then map, build the stack, fix what /proc shows, and jump.
+
+use super::arch;
+use super::boot::Boot;
+use super::diag::{self, Report};
+use super::file::{ElfFile, Head, OpenFile};
+use super::map::{self, Loaded};
+use super::sys::{self, CPath};
+use hugeload::auxv::{self, ProgramFacts};
+use hugeload::elf::{MAX_INTERP, PAGE, PHDR_SIZE, page_up};
+use hugeload::error::LoadError;
+use hugeload::options::{self, Command, Settings};
+use hugeload::plan::{self, HUGE};
+use hugeload::script::{self, MAX_SCRIPT_DEPTH, Shebang};
+use hugeload::stack::{StackSpec, Written};
+use linux_raw_sys::auxvec::AT_SECURE;
+
+const USAGE: &str = "\
+usage: hugeload [OPTIONS] [--] PROGRAM [ARGS...]
+Runs PROGRAM with its code on 2 MiB pages.
+  -s, --strategy=conservative|aggressive   how text edges are rounded (default conservative)
+  -b, --backend=auto|thp|hugetlb|off       where huge pages come from (default auto)
+  -v, --verbose                            report what was mapped, and why anything was not
+      --argv0=NAME                         argv[0] for the program (default: PROGRAM as given)
+  -h, --help                               this text
+  -V, --version                            the version
+Environment: HUGELOAD_STRATEGY, HUGELOAD_BACKEND, HUGELOAD_VERBOSE=1, HUGELOAD_OFF=1
+(options win; all ignored for secure-execution programs).
+";
+
+/// One `#!` level: the line's buffer and where its words are.
+struct ScriptLevel {
+    head: Head,
+    line: Shebang,
+}
+
+impl ScriptLevel {
+    fn interp(&self) -> &[u8] {
+        &self.head.bytes[self.line.interp.0..self.line.interp.1]
+    }
+    fn arg(&self) -> Option<&[u8]> {
+        self.line.arg.map(|(a, b)| &self.head.bytes[a..b])
+    }
+}
+
+pub fn main(boot: &Boot) -> ! {
+    let secure = boot.aux(AT_SECURE).unwrap_or(0) != 0;
+    let mut settings = if secure {
+        Settings::default()
+    } else {
+        Settings::from_env(|k| boot.env(k))
+    };
+    match options::parse(boot.args_from(1), &mut settings) {
+        Ok(Command::Help) => {
+            sys::write_all(1, USAGE.as_bytes());
+            sys::exit(0)
+        }
+        Ok(Command::Version) => {
+            sys::write_all(1, concat!("hugeload ", env!("CARGO_PKG_VERSION"), "\n").as_bytes());
+            sys::exit(0)
+        }
+        Ok(Command::Run { program, argv0 }) => {
+            let index = 1 + program;
+            let typed = boot.arg(index);
+            run(boot, &settings, typed, argv0.unwrap_or(typed), index + 1, secure)
+        }
+        Err(e) => {
+            let (text, what) = e.message();
+            let mut l = diag::line();
+            l.str(text).bytes(what);
+            diag::emit(&mut l);
+            sys::write_all(2, USAGE.as_bytes());
+            sys::exit(2)
+        }
+    }
+}
+
+/// Finds `name` as execvp does: as given if it holds a `/`, else in `PATH`.
+fn resolve(boot: &Boot, name: &[u8], secure: bool) -> Result<CPath, LoadError> {
+    if name.is_empty() {
+        return Err(LoadError::Os(2));
+    }
+    if name.contains(&b'/') {
+        return CPath::from_parts(&[name]).ok_or(LoadError::Os(36));
+    }
+    let default_path: &[u8] = b"/usr/local/bin:/usr/bin:/bin";
+    let path = if secure { default_path } else { boot.env(b"PATH").unwrap_or(default_path) };
+    let mut denied = false;
+    for dir in path.split(|&b| b == b':') {
+        let dir: &[u8] = if dir.is_empty() { b"." } else { dir };
+        let Some(candidate) = CPath::from_parts(&[dir, b"/", name]) else { continue };
+        match OpenFile::open(&candidate) {
+            Ok(f) => {
+                f.close();
+                return Ok(candidate);
+            }
+            Err(LoadError::Os(13)) => denied = true,
+            Err(_) => {}
+        }
+    }
+    Err(if denied { LoadError::Os(13) } else { LoadError::CommandNotFound })
+}
+
+fn run(boot: &Boot, settings: &Settings, typed: &[u8], argv0: &[u8], rest: usize, secure: bool) -> ! {
+    let report = Report { on: settings.verbose };
+    let execfn = resolve(boot, typed, secure).unwrap_or_else(|e| diag::fail(typed, e));
+
+    // Follow #! lines to the ELF file that really runs.
+    let mut levels: heapless::Vec<ScriptLevel, MAX_SCRIPT_DEPTH> = heapless::Vec::new();
+    let mut path = CPath::from_parts(&[execfn.as_bytes()]).unwrap_or_else(CPath::new);
+    let program = loop {
+        let file = OpenFile::open(&path).unwrap_or_else(|e| diag::fail(path.as_bytes(), e));
+        let head = Head::read(&file).unwrap_or_else(|e| diag::fail(path.as_bytes(), e));
+        if !script::is_script(head.as_bytes()) {
+            break ElfFile::parse(file, &head).unwrap_or_else(|e| diag::fail(path.as_bytes(), e));
+        }
+        file.close();
+        let line = script::parse(head.as_bytes()).unwrap_or_else(|e| diag::fail(path.as_bytes(), e));
+        let level = ScriptLevel { head, line };
+        path = CPath::from_parts(&[level.interp()])
+            .unwrap_or_else(|| diag::fail(path.as_bytes(), LoadError::BadInterpPath));
+        if levels.push(level).is_err() {
+            diag::fail(execfn.as_bytes(), LoadError::NestedScriptTooDeep);
+        }
+    };
+    let image = &program.image;
+    if image.exec_stack {
+        diag::fail(path.as_bytes(), LoadError::ExecutableStack);
+    }
+
+    // The interpreter, validated before anything is mapped.
+    let mut interp_buf = [0u8; MAX_INTERP];
+    let interp_path = program
+        .interp_path(&mut interp_buf)
+        .unwrap_or_else(|e| diag::fail(path.as_bytes(), e));
+    let interp = interp_path.map(|p| {
+        let ipath = CPath::from_parts(&[p]).unwrap_or_else(|| diag::fail(p, LoadError::BadInterpPath));
+        let file = OpenFile::open(&ipath).unwrap_or_else(|e| diag::fail(p, e));
+        let head = Head::read(&file).unwrap_or_else(|e| diag::fail(p, e));
+        ElfFile::parse(file, &head).unwrap_or_else(|e| {
+            let e = if e == LoadError::NotElfOrScript { LoadError::InterpNotElf } else { e };
+            diag::fail(p, e)
+        })
+    });
+
+    // Point of no return: from here on the address space changes.
+    let loaded = map::load_program(&program.file, image, path.as_bytes(), settings)
+        .unwrap_or_else(|e| diag::fail(path.as_bytes(), e));
+    report_program(&report, path.as_bytes(), image, &loaded, interp_path, settings);
+    let interp_loaded = interp.as_ref().map(|i| {
+        map::load_plain(&i.file, &i.image).unwrap_or_else(|e| diag::fail(interp_path.unwrap_or(b""), e))
+    });
+
+    // The program's view: auxv, argv, stack.
+    let entry = match (&interp, &interp_loaded) {
+        (Some(i), Some(l)) => l.entry(&i.image),
+        _ => loaded.entry(image),
+    };
+    let facts = ProgramFacts {
+        phdr: loaded.phdr(image),
+        phent: PHDR_SIZE as u64,
+        phnum: image.e_phnum as u64,
+        entry: loaded.entry(image),
+        base: interp_loaded.as_ref().map_or(0, |l| l.bias),
+    };
+    let auxv = auxv::for_program(&boot.auxv, &facts);
+
+    // argv: for a script chain, [interp_n, arg_n?, ..., interp_1, arg_1?,
+    // script, ARGS]; otherwise [argv0, ARGS].
+    let mut prefix: heapless::Vec<&[u8], { 2 * MAX_SCRIPT_DEPTH + 1 }> = heapless::Vec::new();
+    for level in levels.iter().rev() {
+        let _ = prefix.push(level.interp());
+        if let Some(a) = level.arg() {
+            let _ = prefix.push(a);
+        }
+    }
+    let _ = prefix.push(if levels.is_empty() { argv0 } else { execfn.as_bytes() });
+    let spec = StackSpec {
+        execfn: execfn.as_bytes(),
+        args: prefix.iter().copied().chain(boot.args_from(rest)),
+        envp: boot.env_ptrs(),
+        auxv: &auxv,
+    };
+    let top = boot.sp as u64;
+    let size = spec.size();
+    // SAFETY: `[top - size, top)` is the stack region reserved below the
+    // kernel's stack pointer by `start::hugeload_start`; hugeload's own
+    // frames are all below it.
+    let region = unsafe { core::slice::from_raw_parts_mut((top - size) as *mut u8, size as usize) };
+    let written = spec
+        .write(region, top)
+        .unwrap_or_else(|| diag::fail(execfn.as_bytes(), LoadError::ImageTooLarge));
+
+    set_process_view(boot, &report, image, &loaded, &written, execfn.as_bytes());
+    program.file.close();
+    if let Some(i) = &interp {
+        i.file.close();
+    }
+    // SAFETY: the entry point is mapped executable, and the stack holds a
+    // complete argc/argv/envp/auxv.
+    unsafe { arch::enter(entry as usize, written.sp as usize) }
+}
+
+/// What /proc shows of the process: the program's code and data bounds,
+/// a `brk` right after the program (as after a direct exec, so the heap
+/// does not start inside hugeload's area), its command line and auxv
+/// (gdb and core dumps read the saved auxv), and its name.
+fn set_process_view(boot: &Boot, report: &Report, image: &hugeload::elf::Image, loaded: &Loaded, written: &Written, execfn: &[u8]) {
+    let [start_code, end_code, start_data, end_data] = plan::code_and_data(image, loaded.bias);
+    let mut brk = page_up(loaded.end().max(loaded.bias + image.hi()));
+    if sys::personality() & 0x0040000 == 0 {
+        brk += (sys::random_u64() % (arch::BRK_RANDOM_RANGE / PAGE)) * PAGE;
+    }
+    let (env_start, env_end) = boot.env_strings().unwrap_or((written.arg_end, written.arg_end));
+    let map = linux_raw_sys::prctl::prctl_mm_map {
+        start_code,
+        end_code,
+        start_data,
+        end_data,
+        start_brk: brk,
+        brk,
+        start_stack: written.sp,
+        arg_start: written.arg_start,
+        arg_end: written.arg_end,
+        env_start,
+        env_end,
+        auxv: written.auxv as *mut u64,
+        auxv_size: written.auxv_len as u32,
+        exe_fd: u32::MAX,
+    };
+    let r = sys::prctl(
+        linux_raw_sys::prctl::PR_SET_MM as u32,
+        linux_raw_sys::prctl::PR_SET_MM_MAP as usize,
+        &map as *const _ as usize,
+        core::mem::size_of_val(&map),
+        0,
+    );
+    if let Err(e) = r {
+        report.say(|l| {
+            l.str("could not set brk, cmdline and auxv for the program (PR_SET_MM_MAP): ")
+                .str(hugeload::error::errno_message(e.0));
+        });
+    }
+    let base = execfn.rsplit(|&b| b == b'/').next().unwrap_or(execfn);
+    let mut comm = [0u8; 16];
+    let n = base.len().min(15);
+    comm[..n].copy_from_slice(&base[..n]);
+    let _ = sys::prctl(linux_raw_sys::prctl::PR_SET_NAME as u32, comm.as_ptr() as usize, 0, 0, 0);
+}
+
+fn perms(flags: u32) -> &'static str {
+    use goblin::elf::program_header::{PF_R, PF_W, PF_X};
+    match (flags & PF_R != 0, flags & PF_W != 0, flags & PF_X != 0) {
+        (true, false, false) => "r--",
+        (true, true, false) => "rw-",
+        (true, false, true) => "r-x",
+        (false, false, true) => "--x",
+        (false, true, false) => "-w-",
+        (true, true, true) | (false, true, true) => "rwx",
+        (false, false, false) => "---",
+    }
+}
+
+/// The `--verbose` report of the program's mapping.
+fn report_program(
+    report: &Report,
+    path: &[u8],
+    image: &hugeload::elf::Image,
+    loaded: &Loaded,
+    interp: Option<&[u8]>,
+    settings: &Settings,
+) {
+    if !report.on {
+        return;
+    }
+    report.say(|l| {
+        l.str("load ").bytes(path).str(": ");
+        l.str(if image.is_dyn() { "ET_DYN at 0x" } else { "ET_EXEC at 0x" });
+        l.hex(loaded.bias + image.lo(), 0);
+        match interp {
+            Some(i) => l.str(", interpreter ").bytes(i),
+            None => l.str(", static"),
+        };
+    });
+    for o in &loaded.outcomes {
+        match o.kind {
+            Some(kind) => report.say(|l| {
+                l.str("huge ").hex(o.range.start, 16).str("-").hex(o.range.end, 16).str(" ");
+                l.dec(o.range.len() / HUGE).str(" x 2M ").str(kind.name());
+                let borrowed: u64 = image
+                    .loads
+                    .iter()
+                    .filter(|s| !s.is_exec())
+                    .map(|s| {
+                        let r = plan::Range::new(loaded.bias + s.vaddr, loaded.bias + s.end());
+                        r.intersect(&o.range).len()
+                    })
+                    .sum();
+                if borrowed > 0 {
+                    l.str(" (also makes ").dec(borrowed).str(" bytes of read-only data executable)");
+                }
+            }),
+            None => map::say_cause(report, o.range, o),
+        }
+    }
+    let actual = loaded.huge_ranges();
+    let actual_plan = plan::Plan {
+        bias: loaded.bias,
+        huge: actual.clone(),
+        reserve: loaded.plan.reserve,
+    };
+    for s in &image.loads {
+        let planned = plan::segment_on_huge(s, &loaded.plan);
+        let huge = plan::segment_on_huge(s, &actual_plan);
+        report.say(|l| {
+            l.str("segment ").hex(loaded.bias + s.vaddr, 16).str("-").hex(loaded.bias + s.end(), 16);
+            l.str(" ").str(perms(s.flags)).str(" huge ").dec(huge).str(" small ").dec(s.memsz - huge);
+            if !s.is_exec() {
+                l.str(": not code");
+            } else if settings.backend == hugeload::options::Backend::Off {
+                l.str(": huge pages off");
+            } else if huge < planned {
+                l.str(": no backend could give huge pages (see above)");
+            } else if planned < s.memsz {
+                l.str(": edges share 2 MiB pages with ");
+                l.str(match settings.strategy {
+                    plan::Strategy::Conservative => "other segments or unaligned space",
+                    plan::Strategy::Aggressive => "writable data",
+                });
+            }
+        });
+    }
+    let text = image.text_bytes();
+    let on_huge = plan::text_on_huge(image, &actual_plan);
+    report.say(|l| {
+        l.str("total text ").dec(text).str(" bytes, on huge pages ").dec(on_huge).str(" bytes (");
+        l.percent(on_huge, text).str("), huge pages ").dec(plan::huge_pages(&actual_plan));
+        l.str(" of least possible ").dec(plan::least_huge_pages(image, loaded.bias));
+        l.str(", strategy ").str(settings.strategy.name()).str(", backend ").str(settings.backend.name());
+    });
+}

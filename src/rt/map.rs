@@ -1,0 +1,446 @@
+//! Carrying out a mapping plan: reserve the image's address range, build
+//! each huge range completely somewhere else and move it into place, and
+//! map everything else from the file as the kernel would. A huge range that
+//! cannot be built falls back to ordinary file mappings of that range, so
+//! the address space never has a hole and no mapping is ever writable and
+//! executable at once.
+
+use super::arch;
+use super::diag::Report;
+use super::file::OpenFile;
+use super::sys::{self, CPath, EEXIST, Errno};
+use hugeload::elf::{Image, PAGE, page_up};
+use hugeload::error::LoadError;
+use hugeload::options::{Backend, Settings};
+use hugeload::plan::{self, HUGE, Mapping, Plan, Range, Ranges, Source, huge_down};
+use linux_raw_sys::general::{
+    MADV_COLLAPSE, MADV_HUGEPAGE, MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_PRIVATE,
+    MAP_SHARED, MFD_CLOEXEC, MFD_HUGE_2MB, MFD_HUGETLB, PROT_EXEC, PROT_NONE, PROT_READ,
+    PROT_WRITE,
+};
+
+const ADDR_NO_RANDOMIZE: u32 = 0x0040000;
+const PR_GET_THP_DISABLE: u32 = 42;
+
+fn prot_of(flags: u32) -> u32 {
+    use goblin::elf::program_header::{PF_R, PF_W, PF_X};
+    let mut prot = PROT_NONE;
+    if flags & PF_R != 0 {
+        prot |= PROT_READ;
+    }
+    if flags & PF_W != 0 {
+        prot |= PROT_WRITE;
+    }
+    if flags & PF_X != 0 {
+        prot |= PROT_EXEC;
+    }
+    prot
+}
+
+/// Which kind of huge page a range got.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HugeKind {
+    Thp,
+    Hugetlb,
+}
+
+impl HugeKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            HugeKind::Thp => "thp",
+            HugeKind::Hugetlb => "hugetlb",
+        }
+    }
+}
+
+/// Why one backend could not give a range huge pages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cause {
+    pub step: &'static str,
+    pub errno: Option<Errno>,
+}
+
+const fn cause(step: &'static str, errno: Errno) -> Cause {
+    Cause {
+        step,
+        errno: Some(errno),
+    }
+}
+
+/// What became of one planned huge range.
+#[derive(Clone, Copy, Debug)]
+pub struct Outcome {
+    pub range: Range,
+    pub kind: Option<HugeKind>,
+    pub hugetlb: Option<Cause>,
+    pub thp: Option<Cause>,
+}
+
+pub type Outcomes = heapless::Vec<Outcome, { plan::MAX_RANGES }>;
+
+/// A loaded image.
+pub struct Loaded {
+    pub bias: u64,
+    pub plan: Plan,
+    pub outcomes: Outcomes,
+}
+
+impl Loaded {
+    pub fn entry(&self, image: &Image) -> u64 {
+        self.bias + image.e_entry
+    }
+    pub fn phdr(&self, image: &Image) -> u64 {
+        self.bias + image.phdr_vaddr
+    }
+    /// The ranges that really are on huge pages.
+    pub fn huge_ranges(&self) -> Ranges {
+        let mut r = Ranges::new();
+        for o in self.outcomes.iter().filter(|o| o.kind.is_some()) {
+            let _ = r.push(o.range);
+        }
+        r
+    }
+    /// One past the highest address the image occupies.
+    pub fn end(&self) -> u64 {
+        self.plan.reserve.end
+    }
+}
+
+fn randomizes() -> bool {
+    sys::personality() & ADDR_NO_RANDOMIZE == 0
+}
+
+/// Reserves `len` bytes at exactly `start`, or says why not.
+fn reserve_at(start: u64, len: u64) -> Result<(), Errno> {
+    // SAFETY: MAP_FIXED_NOREPLACE never replaces an existing mapping.
+    let got = unsafe {
+        sys::mmap(
+            start as usize,
+            len as usize,
+            PROT_NONE,
+            MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE,
+            -1,
+            0,
+        )
+    }?;
+    if got as u64 != start {
+        // A kernel older than 4.17 took the flag as a hint.
+        // SAFETY: we just created this mapping and nothing uses it.
+        let _ = unsafe { sys::munmap(got, len as usize) };
+        return Err(EEXIST);
+    }
+    Ok(())
+}
+
+/// Picks a PIE's bias: congruent to `phase` modulo 2 MiB, in the range the
+/// kernel would use (`ELF_ET_DYN_BASE` plus its random offset, so `brk` can
+/// follow the image as after a direct exec), with the reservation of
+/// `reserve` (relative to the bias) made.
+fn place_pie(rel_start: i64, len: u64, phase: u64) -> Result<u64, LoadError> {
+    let randomize = randomizes();
+    for _ in 0..8 {
+        let offset = if randomize {
+            (sys::random_u64() & ((1 << arch::PIE_RANDOM_BITS) - 1)) * PAGE
+        } else {
+            0
+        };
+        let bias = huge_down(arch::PIE_BASE + offset) + phase;
+        let start = bias.wrapping_add(rel_start as u64);
+        if reserve_at(start, len).is_ok() {
+            return Ok(bias);
+        }
+        if !randomize {
+            break;
+        }
+    }
+    // Anywhere the kernel likes, over-allocated to align.
+    // SAFETY: a fresh mapping at an address the kernel chooses.
+    let addr = unsafe {
+        sys::mmap(0, (len + HUGE) as usize, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+    }
+    .map_err(|e| LoadError::Os(e.0))? as u64;
+    let first_bias = addr.wrapping_sub(rel_start as u64);
+    let bias = huge_down(first_bias) + phase;
+    let bias = if bias < first_bias { bias + HUGE } else { bias };
+    let start = bias.wrapping_add(rel_start as u64);
+    // SAFETY: both trimmed pieces are parts of the mapping just made.
+    unsafe {
+        if start > addr {
+            let _ = sys::munmap(addr as usize, (start - addr) as usize);
+        }
+        let end = addr + len + HUGE;
+        if start + len < end {
+            let _ = sys::munmap((start + len) as usize, (end - start - len) as usize);
+        }
+    }
+    Ok(bias)
+}
+
+/// Reserves and maps the program `image` with its text on huge pages as
+/// `settings` ask.
+pub fn load_program(
+    file: &OpenFile,
+    image: &Image,
+    name: &[u8],
+    settings: &Settings,
+) -> Result<Loaded, LoadError> {
+    let strategy = settings.strategy;
+    let plan = if image.is_dyn() {
+        let phase = plan::choose_phase(image, strategy);
+        let probe_bias = phase + 4 * HUGE;
+        let probe = plan::plan(image, probe_bias, strategy, Range::ALL);
+        let rel_start = probe.reserve.start.wrapping_sub(probe_bias) as i64;
+        let bias = place_pie(rel_start, probe.reserve.len(), phase)?;
+        plan::plan(image, bias, strategy, Range::ALL)
+    } else {
+        let window = Range::new(image.lo(), image.hi());
+        let plan = plan::plan(image, 0, strategy, window);
+        reserve_at(plan.reserve.start, plan.reserve.len()).map_err(|e| match e {
+            EEXIST => LoadError::AddressInUse,
+            e => LoadError::Os(e.0),
+        })?;
+        plan
+    };
+    let mut outcomes = Outcomes::new();
+    if settings.backend != Backend::Off {
+        let thp_disabled = sys::prctl(PR_GET_THP_DISABLE, 0, 0, 0, 0).unwrap_or(0) == 1;
+        for &range in &plan.huge {
+            let outcome = map_huge(file, image, plan.bias, range, name, settings.backend, thp_disabled);
+            let _ = outcomes.push(outcome);
+        }
+    }
+    let loaded = Loaded {
+        bias: plan.bias,
+        plan,
+        outcomes,
+    };
+    map_ordinary(file, image, loaded.bias, &loaded.huge_ranges())?;
+    Ok(loaded)
+}
+
+/// Reserves and maps an interpreter (or any image) on ordinary pages.
+pub fn load_plain(file: &OpenFile, image: &Image) -> Result<Loaded, LoadError> {
+    let len = image.hi() - image.lo();
+    let bias = if image.is_dyn() {
+        // SAFETY: a fresh mapping at an address the kernel chooses.
+        let addr = unsafe {
+            sys::mmap(0, len as usize, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+        }
+        .map_err(|e| LoadError::Os(e.0))? as u64;
+        addr - image.lo()
+    } else {
+        reserve_at(image.lo(), len).map_err(|e| match e {
+            EEXIST => LoadError::AddressInUse,
+            e => LoadError::Os(e.0),
+        })?;
+        0
+    };
+    let plan = Plan {
+        bias,
+        huge: Ranges::new(),
+        reserve: Range::new(bias + image.lo(), bias + image.hi()),
+    };
+    map_ordinary(file, image, bias, &[])?;
+    Ok(Loaded {
+        bias,
+        plan,
+        outcomes: Outcomes::new(),
+    })
+}
+
+fn map_ordinary(file: &OpenFile, image: &Image, bias: u64, exclude: &[Range]) -> Result<(), LoadError> {
+    let mut result = Ok(());
+    plan::ordinary_mappings(image, bias, Range::ALL, exclude, |m| {
+        if result.is_ok() {
+            result = map_one(file, &m);
+        }
+    });
+    result
+}
+
+fn map_one(file: &OpenFile, m: &Mapping) -> Result<(), LoadError> {
+    let prot = prot_of(m.flags);
+    let len = m.range.len() as usize;
+    let start = m.range.start as usize;
+    // SAFETY: every mapping lies inside the reservation made for this image,
+    // which nothing else uses yet.
+    let r = unsafe {
+        match m.source {
+            Source::File(offset) => {
+                sys::mmap(start, len, prot, MAP_PRIVATE | MAP_FIXED, file.fd, offset)
+            }
+            Source::Zero => sys::mmap(start, len, prot, MAP_PRIVATE | MAP_FIXED | MAP_ANONYMOUS, -1, 0),
+        }
+    };
+    r.map_err(|e| LoadError::Os(e.0))?;
+    if let Some(from) = m.zero_from {
+        let to = page_up(from);
+        // SAFETY: the page was just mapped writable (zero_from is only set
+        // for writable segments) and belongs to this image.
+        unsafe { core::ptr::write_bytes(from as *mut u8, 0, (to - from) as usize) };
+    }
+    Ok(())
+}
+
+/// Puts `range` on huge pages, or on ordinary pages if no backend can.
+fn map_huge(
+    file: &OpenFile,
+    image: &Image,
+    bias: u64,
+    range: Range,
+    name: &[u8],
+    backend: Backend,
+    thp_disabled: bool,
+) -> Outcome {
+    let mut outcome = Outcome {
+        range,
+        kind: None,
+        hugetlb: None,
+        thp: None,
+    };
+    if matches!(backend, Backend::Auto | Backend::Hugetlb) {
+        match place_hugetlb(file, image, bias, range, name) {
+            Ok(()) => {
+                outcome.kind = Some(HugeKind::Hugetlb);
+                return outcome;
+            }
+            Err(c) => outcome.hugetlb = Some(c),
+        }
+    }
+    if matches!(backend, Backend::Auto | Backend::Thp) {
+        let result = if thp_disabled {
+            Err(Cause {
+                step: "disabled for this process (PR_SET_THP_DISABLE)",
+                errno: None,
+            })
+        } else {
+            place_thp(file, image, bias, range)
+        };
+        match result {
+            Ok(()) => {
+                outcome.kind = Some(HugeKind::Thp);
+                return outcome;
+            }
+            Err(c) => outcome.thp = Some(c),
+        }
+    }
+    outcome
+}
+
+/// Copies the file bytes of `range` into memory at `dest` (the range's
+/// temporary home).
+fn fill(file: &OpenFile, image: &Image, bias: u64, range: Range, dest: u64) -> Result<(), Cause> {
+    let mut result = Ok(());
+    plan::fills(image, bias, range, file.size, |f| {
+        if result.is_err() {
+            return;
+        }
+        let at = dest + (f.dest - range.start);
+        // SAFETY: `[at, at + len)` lies in the writable temporary mapping
+        // made for this range, which nothing else uses.
+        match unsafe { sys::pread_into(file.fd, at as usize, f.len as usize, f.offset) } {
+            Ok(n) if n as u64 == f.len => {}
+            Ok(_) => result = Err(cause("read: file shrank", sys::EIO)),
+            Err(e) => result = Err(cause("read", e)),
+        }
+    });
+    result
+}
+
+/// THP: an anonymous, 2 MiB-aligned mapping marked MADV_HUGEPAGE, filled,
+/// collapsed, made read+exec, then moved over the reservation.
+fn place_thp(file: &OpenFile, image: &Image, bias: u64, range: Range) -> Result<(), Cause> {
+    let len = range.len();
+    // SAFETY: a fresh mapping at an address the kernel chooses.
+    let raw = unsafe {
+        sys::mmap(0, (len + HUGE) as usize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+    }
+    .map_err(|e| cause("mmap", e))? as u64;
+    let tmp = plan::huge_up(raw);
+    // SAFETY: trimming the unaligned ends of the mapping just made.
+    unsafe {
+        if tmp > raw {
+            let _ = sys::munmap(raw as usize, (tmp - raw) as usize);
+        }
+        let end = raw + len + HUGE;
+        if tmp + len < end {
+            let _ = sys::munmap((tmp + len) as usize, (end - tmp - len) as usize);
+        }
+    }
+    let discard = |c: Cause| {
+        // SAFETY: the temporary mapping is ours and unused.
+        let _ = unsafe { sys::munmap(tmp as usize, len as usize) };
+        c
+    };
+    sys::madvise(tmp as usize, len as usize, MADV_HUGEPAGE)
+        .map_err(|e| discard(cause("madvise(MADV_HUGEPAGE)", e)))?;
+    fill(file, image, bias, range, tmp).map_err(discard)?;
+    sys::madvise(tmp as usize, len as usize, MADV_COLLAPSE)
+        .map_err(|e| discard(cause("madvise(MADV_COLLAPSE)", e)))?;
+    // SAFETY: the temporary mapping is ours; it goes from RW to RX, never
+    // both writable and executable.
+    unsafe { sys::mprotect(tmp as usize, len as usize, PROT_READ | PROT_EXEC) }
+        .map_err(|e| discard(cause("mprotect(PROT_READ|PROT_EXEC)", e)))?;
+    // SAFETY: the destination lies in this image's reservation.
+    unsafe { sys::mremap_fixed(tmp as usize, len as usize, range.start as usize) }
+        .map_err(|e| discard(cause("mremap", e)))
+}
+
+/// hugetlb: a memfd of 2 MiB pages (reserved when first mapped, so an empty
+/// pool fails here and never with SIGBUS later), filled through a writable
+/// view, then mapped read+exec over the reservation. No mprotect ever adds
+/// exec, so this also works under MDWE.
+fn place_hugetlb(file: &OpenFile, image: &Image, bias: u64, range: Range, name: &[u8]) -> Result<(), Cause> {
+    let len = range.len();
+    let mut label = [0u8; 64];
+    let base = name.rsplit(|&b| b == b'/').next().unwrap_or(name);
+    let base = &base[..base.len().min(40)];
+    label[..9].copy_from_slice(b"hugeload:");
+    label[9..9 + base.len()].copy_from_slice(base);
+    let memfd_name = CPath::from_parts(&[&label[..9 + base.len()]]).unwrap_or_else(CPath::new);
+    let fd = sys::memfd_create(&memfd_name, MFD_CLOEXEC | MFD_HUGETLB | MFD_HUGE_2MB)
+        .map_err(|e| cause("memfd_create(MFD_HUGETLB)", e))?;
+    let result = (|| {
+        sys::ftruncate(fd, len).map_err(|e| cause("ftruncate", e))?;
+        // SAFETY: a fresh shared mapping of our own memfd.
+        let view = unsafe {
+            sys::mmap(0, len as usize, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
+        }
+        .map_err(|e| cause("mmap (pool has too few free pages)", e))? as u64;
+        let filled = fill(file, image, bias, range, view);
+        // SAFETY: the writable view is ours and no longer used.
+        let _ = unsafe { sys::munmap(view as usize, len as usize) };
+        filled?;
+        // SAFETY: the destination lies in this image's reservation.
+        unsafe {
+            sys::mmap(
+                range.start as usize,
+                len as usize,
+                PROT_READ | PROT_EXEC,
+                MAP_SHARED | MAP_FIXED,
+                fd,
+                0,
+            )
+        }
+        .map_err(|e| cause("mmap(PROT_READ|PROT_EXEC)", e))?;
+        Ok(())
+    })();
+    sys::close(fd);
+    result
+}
+
+/// Describes a fallback for the report.
+pub fn say_cause(report: &Report, range: Range, o: &Outcome) {
+    report.say(|l| {
+        l.str("huge ").hex(range.start, 16).str("-").hex(range.end, 16).str(" on 4 KiB pages:");
+        for (backend, c) in [("hugetlb", o.hugetlb), ("thp", o.thp)] {
+            if let Some(c) = c {
+                l.str(" ").str(backend).str(": ").str(c.step);
+                if let Some(e) = c.errno {
+                    l.str(": ").str(hugeload::error::errno_message(e.0));
+                }
+                l.str(";");
+            }
+        }
+    });
+}

@@ -1,0 +1,254 @@
+//! Typed wrappers over the system calls hugeload makes. Every `unsafe`
+//! block here only passes arguments to the kernel; the functions that can
+//! change memory the caller may be using are themselves `unsafe fn`.
+
+use linux_raw_sys::general::{stat, statfs};
+use syscalls::{Sysno, syscall};
+
+/// An errno value from a failed system call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Errno(pub i32);
+
+pub const ENOENT: Errno = Errno(2);
+pub const EINTR: Errno = Errno(4);
+pub const EIO: Errno = Errno(5);
+pub const EACCES: Errno = Errno(13);
+pub const EEXIST: Errno = Errno(17);
+pub const EINVAL: Errno = Errno(22);
+pub const EAGAIN: Errno = Errno(11);
+
+pub type Result<T> = core::result::Result<T, Errno>;
+
+fn check(r: core::result::Result<usize, syscalls::Errno>) -> Result<usize> {
+    r.map_err(|e| Errno(e.into_raw()))
+}
+
+pub type Fd = i32;
+pub const AT_FDCWD: i32 = -100;
+
+/// A NUL-terminated path, built in place.
+pub struct CPath {
+    buf: [u8; 4097],
+    len: usize,
+}
+
+impl CPath {
+    pub fn new() -> CPath {
+        CPath {
+            buf: [0; 4097],
+            len: 0,
+        }
+    }
+    /// `parts` joined; `None` if longer than PATH_MAX or holding a NUL.
+    pub fn from_parts(parts: &[&[u8]]) -> Option<CPath> {
+        let mut p = CPath::new();
+        for part in parts {
+            if part.contains(&0) || p.len + part.len() >= p.buf.len() {
+                return None;
+            }
+            p.buf[p.len..p.len + part.len()].copy_from_slice(part);
+            p.len += part.len();
+        }
+        p.buf[p.len] = 0;
+        Some(p)
+    }
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+    fn ptr(&self) -> usize {
+        self.buf.as_ptr() as usize
+    }
+}
+
+pub fn write(fd: Fd, bytes: &[u8]) -> Result<usize> {
+    // SAFETY: the kernel reads `bytes.len()` bytes of a live slice.
+    check(unsafe { syscall!(Sysno::write, fd, bytes.as_ptr(), bytes.len()) })
+}
+
+pub fn write_all(fd: Fd, mut bytes: &[u8]) {
+    while !bytes.is_empty() {
+        match write(fd, bytes) {
+            Ok(n) => bytes = &bytes[n..],
+            Err(EINTR) => {}
+            Err(_) => return,
+        }
+    }
+}
+
+pub fn exit(status: i32) -> ! {
+    loop {
+        // SAFETY: exit_group takes a status and does not return.
+        let _ = unsafe { syscall!(Sysno::exit_group, status) };
+    }
+}
+
+pub fn open(path: &CPath, flags: u32) -> Result<Fd> {
+    // SAFETY: `path` is NUL-terminated and lives across the call.
+    check(unsafe { syscall!(Sysno::openat, AT_FDCWD, path.ptr(), flags, 0) }).map(|fd| fd as Fd)
+}
+
+pub fn close(fd: Fd) {
+    // SAFETY: closing a descriptor touches no memory.
+    let _ = unsafe { syscall!(Sysno::close, fd) };
+}
+
+/// X_OK (and similar) for the effective ids, as execve checks them.
+pub fn access(path: &CPath, mode: u32) -> Result<()> {
+    use linux_raw_sys::general::AT_EACCESS;
+    // SAFETY: `path` is NUL-terminated.
+    let r = unsafe { syscall!(Sysno::faccessat2, AT_FDCWD, path.ptr(), mode, AT_EACCESS) };
+    match check(r) {
+        Err(Errno(38)) => {
+            // ENOSYS: kernels before 5.8; faccessat checks the real ids.
+            // SAFETY: as above.
+            check(unsafe { syscall!(Sysno::faccessat, AT_FDCWD, path.ptr(), mode) }).map(|_| ())
+        }
+        r => r.map(|_| ()),
+    }
+}
+
+pub fn fstat(fd: Fd) -> Result<stat> {
+    let mut st = core::mem::MaybeUninit::<stat>::zeroed();
+    // SAFETY: the kernel fills a `struct stat` we own.
+    check(unsafe { syscall!(Sysno::fstat, fd, st.as_mut_ptr()) })?;
+    // SAFETY: zero-initialised and then written by the kernel.
+    Ok(unsafe { st.assume_init() })
+}
+
+pub fn fstatfs(fd: Fd) -> Result<statfs> {
+    let mut st = core::mem::MaybeUninit::<statfs>::zeroed();
+    // SAFETY: the kernel fills a `struct statfs` we own.
+    check(unsafe { syscall!(Sysno::fstatfs, fd, st.as_mut_ptr()) })?;
+    // SAFETY: zero-initialised and then written by the kernel.
+    Ok(unsafe { st.assume_init() })
+}
+
+/// Reads up to `buf.len()` bytes at `offset`, retrying short reads; returns
+/// how many were read (fewer only at the end of the file).
+pub fn pread(fd: Fd, buf: &mut [u8], offset: u64) -> Result<usize> {
+    // SAFETY: the destination is a live, writable slice.
+    unsafe { pread_into(fd, buf.as_mut_ptr() as usize, buf.len(), offset) }
+}
+
+/// Like [`pread`] into raw memory.
+///
+/// # Safety
+/// `[addr, addr + len)` must be writable memory that nothing else uses.
+pub unsafe fn pread_into(fd: Fd, addr: usize, len: usize, offset: u64) -> Result<usize> {
+    let mut done = 0;
+    while done < len {
+        let chunk = (len - done).min(0x4000_0000);
+        // SAFETY: the caller guarantees the destination range.
+        let r = unsafe { syscall!(Sysno::pread64, fd, addr + done, chunk, offset + done as u64) };
+        match check(r) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(EINTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(done)
+}
+
+/// mmap(2).
+///
+/// # Safety
+/// With `MAP_FIXED` this replaces whatever was mapped there: the caller
+/// must own that range.
+pub unsafe fn mmap(addr: usize, len: usize, prot: u32, flags: u32, fd: Fd, off: u64) -> Result<usize> {
+    // SAFETY: the caller guarantees what a fixed mapping replaces.
+    check(unsafe { syscall!(Sysno::mmap, addr, len, prot, flags, fd, off) })
+}
+
+/// # Safety
+/// Nothing may still use `[addr, addr + len)`.
+pub unsafe fn munmap(addr: usize, len: usize) -> Result<()> {
+    // SAFETY: the caller guarantees the range is unused.
+    check(unsafe { syscall!(Sysno::munmap, addr, len) }).map(|_| ())
+}
+
+/// # Safety
+/// The caller owns the range and nothing relies on its old protection.
+pub unsafe fn mprotect(addr: usize, len: usize, prot: u32) -> Result<()> {
+    // SAFETY: the caller guarantees the range.
+    check(unsafe { syscall!(Sysno::mprotect, addr, len, prot) }).map(|_| ())
+}
+
+/// Moves `[old, old + len)` to `new`, replacing what was there.
+///
+/// # Safety
+/// The caller owns both ranges.
+pub unsafe fn mremap_fixed(old: usize, len: usize, new: usize) -> Result<()> {
+    use linux_raw_sys::general::{MREMAP_FIXED, MREMAP_MAYMOVE};
+    // SAFETY: the caller guarantees both ranges.
+    let r = unsafe { syscall!(Sysno::mremap, old, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, new) };
+    match check(r) {
+        Ok(got) if got == new => Ok(()),
+        Ok(_) => Err(EINVAL),
+        Err(e) => Err(e),
+    }
+}
+
+pub fn madvise(addr: usize, len: usize, advice: u32) -> Result<()> {
+    // SAFETY: advice about pages hugeload owns; no content changes for the
+    // advice values used here (HUGEPAGE, COLLAPSE).
+    check(unsafe { syscall!(Sysno::madvise, addr, len, advice) }).map(|_| ())
+}
+
+pub fn memfd_create(name: &CPath, flags: u32) -> Result<Fd> {
+    // SAFETY: `name` is NUL-terminated.
+    check(unsafe { syscall!(Sysno::memfd_create, name.ptr(), flags) }).map(|fd| fd as Fd)
+}
+
+pub fn ftruncate(fd: Fd, len: u64) -> Result<()> {
+    // SAFETY: no memory is passed.
+    check(unsafe { syscall!(Sysno::ftruncate, fd, len) }).map(|_| ())
+}
+
+pub fn prctl(option: u32, a2: usize, a3: usize, a4: usize, a5: usize) -> Result<usize> {
+    // SAFETY: the prctl options hugeload uses read at most the memory their
+    // arguments point at, which the callers keep alive.
+    check(unsafe { syscall!(Sysno::prctl, option, a2, a3, a4, a5) })
+}
+
+/// Random bytes from the kernel, without blocking; zeros if unavailable.
+pub fn random_u64() -> u64 {
+    let mut v = [0u8; 8];
+    use linux_raw_sys::general::GRND_NONBLOCK;
+    // SAFETY: the kernel writes at most 8 bytes into `v`.
+    let _ = unsafe { syscall!(Sysno::getrandom, v.as_mut_ptr(), 8, GRND_NONBLOCK) };
+    u64::from_le_bytes(v)
+}
+
+/// The process's personality flags.
+pub fn personality() -> u32 {
+    // SAFETY: 0xffffffff only queries.
+    check(unsafe { syscall!(Sysno::personality, 0xffff_ffffusize) }).unwrap_or(0) as u32
+}
+
+/// Reads a small file (`/proc`, `/sys`) into `buf`; returns the bytes read.
+pub fn read_file<'a>(path: &[u8], buf: &'a mut [u8]) -> Result<&'a [u8]> {
+    let path = CPath::from_parts(&[path]).ok_or(EINVAL)?;
+    let fd = open(&path, linux_raw_sys::general::O_RDONLY | linux_raw_sys::general::O_CLOEXEC)?;
+    let mut done = 0;
+    loop {
+        // SAFETY: reading into the unused tail of a live buffer.
+        let r = unsafe { syscall!(Sysno::read, fd, buf.as_mut_ptr() as usize + done, buf.len() - done) };
+        match check(r) {
+            Ok(0) => break,
+            Ok(n) => {
+                done += n;
+                if done == buf.len() {
+                    break;
+                }
+            }
+            Err(EINTR) => {}
+            Err(e) => {
+                close(fd);
+                return Err(e);
+            }
+        }
+    }
+    close(fd);
+    Ok(&buf[..done])
+}

@@ -1,0 +1,162 @@
+//! Reading `/proc/PID/smaps`: which mappings are executable and how many of
+//! their bytes sit on 2 MiB pages (anonymous THP, file THP, shmem THP,
+//! hugetlb).
+
+/// One mapping of an smaps file.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Mapping<'a> {
+    pub start: u64,
+    pub end: u64,
+    pub perms: [u8; 4],
+    pub offset: u64,
+    /// The path or pseudo-name (`[stack]`, `/memfd:…`), or empty.
+    pub name: &'a [u8],
+    pub rss_kb: u64,
+    pub anon_huge_kb: u64,
+    pub file_pmd_kb: u64,
+    pub shmem_pmd_kb: u64,
+    pub hugetlb_kb: u64,
+    pub kernel_page_kb: u64,
+}
+
+impl Mapping<'_> {
+    pub fn is_exec(&self) -> bool {
+        self.perms[2] == b'x'
+    }
+    pub fn len(&self) -> u64 {
+        self.end - self.start
+    }
+    pub fn is_empty(&self) -> bool {
+        self.end == self.start
+    }
+    /// Bytes on 2 MiB pages, whatever backs them.
+    pub fn huge_bytes(&self) -> u64 {
+        (self.anon_huge_kb + self.file_pmd_kb + self.shmem_pmd_kb + self.hugetlb_kb) * 1024
+    }
+}
+
+fn hex(s: &[u8]) -> Option<u64> {
+    if s.is_empty() || s.len() > 16 {
+        return None;
+    }
+    s.iter().try_fold(0u64, |acc, &c| {
+        let d = (c as char).to_digit(16)?;
+        Some(acc << 4 | d as u64)
+    })
+}
+
+fn dec(s: &[u8]) -> Option<u64> {
+    if s.is_empty() {
+        return None;
+    }
+    s.iter().try_fold(0u64, |acc, &c| {
+        let d = (c as char).to_digit(10)?;
+        acc.checked_mul(10)?.checked_add(d as u64)
+    })
+}
+
+fn fields(line: &[u8]) -> impl Iterator<Item = &[u8]> {
+    line.split(|&b| b == b' ').filter(|f| !f.is_empty())
+}
+
+/// Parses a mapping header line: `start-end perms offset dev inode [name]`.
+fn header(line: &[u8]) -> Option<Mapping<'_>> {
+    let mut f = fields(line);
+    let range = f.next()?;
+    let dash = range.iter().position(|&b| b == b'-')?;
+    let start = hex(&range[..dash])?;
+    let end = hex(&range[dash + 1..])?;
+    let perms_field = f.next()?;
+    if perms_field.len() != 4 {
+        return None;
+    }
+    let mut perms = [0u8; 4];
+    perms.copy_from_slice(perms_field);
+    let offset = hex(f.next()?)?;
+    let _dev = f.next()?;
+    let inode = f.next()?;
+    // The name is the rest of the line after the inode, trimmed.
+    let inode_end = inode.as_ptr() as usize - line.as_ptr() as usize + inode.len();
+    let rest = &line[inode_end..];
+    let first = rest.iter().position(|&b| b != b' ').unwrap_or(rest.len());
+    Some(Mapping {
+        start,
+        end,
+        perms,
+        offset,
+        name: &rest[first..],
+        ..Mapping::default()
+    })
+}
+
+/// Calls `f` for every mapping of an smaps text.
+pub fn parse<'a>(text: &'a [u8], mut f: impl FnMut(&Mapping<'a>)) {
+    let mut current: Option<Mapping<'a>> = None;
+    for line in text.split(|&b| b == b'\n') {
+        if let Some(m) = header(line) {
+            if let Some(done) = current.take() {
+                f(&done);
+            }
+            current = Some(m);
+            continue;
+        }
+        let Some(m) = current.as_mut() else { continue };
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            continue;
+        };
+        let key = &line[..colon];
+        let Some(value) = fields(&line[colon + 1..]).next().and_then(dec) else {
+            continue;
+        };
+        match key {
+            b"Rss" => m.rss_kb = value,
+            b"AnonHugePages" => m.anon_huge_kb = value,
+            b"FilePmdMapped" => m.file_pmd_kb = value,
+            b"ShmemPmdMapped" => m.shmem_pmd_kb = value,
+            b"Private_Hugetlb" | b"Shared_Hugetlb" => m.hugetlb_kb += value,
+            b"KernelPageSize" => m.kernel_page_kb = value,
+            _ => {}
+        }
+    }
+    if let Some(done) = current {
+        f(&done);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &[u8] = b"00400000-00a00000 r--p 00000000 fe:00 1234                       /usr/bin/node
+Size:               6144 kB
+Rss:                6144 kB
+AnonHugePages:         0 kB
+KernelPageSize:        4 kB
+00c00000-02600000 r-xp 00000000 00:00 0 
+Size:              26624 kB
+Rss:               26624 kB
+AnonHugePages:     26624 kB
+Private_Hugetlb:       0 kB
+VmFlags: rd ex mr mw me hg
+7f0000000000-7f0000400000 r-xs 00000000 00:01 99                 /memfd:hugeload:node (deleted)
+Rss:                   0 kB
+Shared_Hugetlb:     4096 kB
+KernelPageSize:     2048 kB
+";
+
+    #[test]
+    fn reads_mappings_and_their_huge_bytes() {
+        let mut seen = std::vec::Vec::new();
+        parse(SAMPLE, |m| seen.push(*m));
+        assert_eq!(seen.len(), 3);
+        assert_eq!(seen[0].name, b"/usr/bin/node");
+        assert!(!seen[0].is_exec());
+        assert_eq!(seen[1].start, 0xc00000);
+        assert_eq!(seen[1].name, b"");
+        assert!(seen[1].is_exec());
+        assert_eq!(seen[1].huge_bytes(), 26624 * 1024);
+        assert_eq!(seen[2].name, b"/memfd:hugeload:node (deleted)");
+        assert_eq!(seen[2].huge_bytes(), 4 << 20);
+        assert_eq!(seen[2].kernel_page_kb, 2048);
+    }
+}

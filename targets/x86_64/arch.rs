@@ -1,0 +1,219 @@
+//! x86-64 pieces of hugeload: the entry stub and self-relocation, the jump
+//! to the program, and the memory primitives the compiler calls.
+//!
+//! Every architecture provides the same contract:
+//! - `_start`: entered by the kernel with the initial stack; relocates the
+//!   image (R_*_RELATIVE only) and calls `hugeload_start(sp)` with the
+//!   kernel's stack pointer, before any Rust code runs;
+//! - `enter(entry, sp)`: hands the process to a program entry point with the
+//!   registers the psABI and glibc's `_start` expect;
+//! - `switch_stack(sp, f, arg)`: runs `f(arg)` on a new stack pointer;
+//! - `memcpy`, `memmove`, `memset`, `memcmp`, `bcmp`, `strlen`.
+
+use core::arch::global_asm;
+
+/// The ELF machine this build loads (`EM_X86_64`).
+pub const ELF_MACHINE: u16 = 62;
+/// The standard glibc program interpreter of this architecture.
+pub const GLIBC_INTERP: &[u8] = b"/lib64/ld-linux-x86-64.so.2";
+/// musl's program interpreter of this architecture.
+pub const MUSL_INTERP: &[u8] = b"/lib/ld-musl-x86_64.so.1";
+/// `R_X86_64_RELATIVE`.
+pub const REL_RELATIVE: u32 = 8;
+
+// _start: the kernel enters with rsp -> argc and every other register zero,
+// except rdx (which may hold an rtld_fini pointer from a loader; we ignore it).
+// Nothing here may touch memory through an unrelocated pointer: it computes
+// the load base from `__ehdr_start` (vaddr 0 in linker.ld), walks _DYNAMIC for
+// DT_RELA/DT_RELASZ and applies R_X86_64_RELATIVE, then calls Rust.
+global_asm!(
+    ".section .text.hugeload_start,\"ax\",@progbits",
+    ".globl _start",
+    ".type _start,@function",
+    "_start:",
+    "    xor ebp, ebp",
+    "    mov r12, rsp",
+    "    lea rdi, [rip + __ehdr_start]",
+    "    lea rsi, [rip + _DYNAMIC]",
+    "    xor ecx, ecx", // DT_RELA address
+    "    xor edx, edx", // DT_RELASZ
+    ".Ldyn_loop:",
+    "    mov rax, [rsi]",
+    "    test rax, rax",
+    "    jz .Ldyn_done",
+    "    cmp rax, 7", // DT_RELA
+    "    jne .Ldyn_not_rela",
+    "    mov rcx, [rsi + 8]",
+    ".Ldyn_not_rela:",
+    "    cmp rax, 8", // DT_RELASZ
+    "    jne .Ldyn_next",
+    "    mov rdx, [rsi + 8]",
+    ".Ldyn_next:",
+    "    add rsi, 16",
+    "    jmp .Ldyn_loop",
+    ".Ldyn_done:",
+    "    test rcx, rcx",
+    "    jz .Lreloc_done",
+    "    add rcx, rdi", // rela table address
+    "    add rdx, rcx", // end of table
+    ".Lreloc_loop:",
+    "    cmp rcx, rdx",
+    "    jae .Lreloc_done",
+    "    cmp dword ptr [rcx + 8], 8", // (u32)r_info == R_X86_64_RELATIVE
+    "    jne .Lreloc_next",
+    "    mov rax, [rcx + 16]", // r_addend
+    "    add rax, rdi",
+    "    mov r8, [rcx]", // r_offset
+    "    mov [rdi + r8], rax",
+    ".Lreloc_next:",
+    "    add rcx, 24",
+    "    jmp .Lreloc_loop",
+    ".Lreloc_done:",
+    "    mov rdi, r12",
+    "    and rsp, -16",
+    "    call hugeload_start",
+    "    ud2",
+    ".size _start, . - _start",
+    "",
+    ".text",
+    // enter(entry: rdi, sp: rsi) -> !
+    ".globl hugeload_enter",
+    ".type hugeload_enter,@function",
+    "hugeload_enter:",
+    "    mov rsp, rsi",
+    "    mov r11, rdi",
+    "    xor eax, eax",
+    "    xor ebx, ebx",
+    "    xor ecx, ecx",
+    "    xor edx, edx", // glibc's _start takes rdx as rtld_fini: none
+    "    xor esi, esi",
+    "    xor edi, edi",
+    "    xor ebp, ebp",
+    "    xor r8d, r8d",
+    "    xor r9d, r9d",
+    "    xor r10d, r10d",
+    "    xor r12d, r12d",
+    "    xor r13d, r13d",
+    "    xor r14d, r14d",
+    "    xor r15d, r15d",
+    "    jmp r11",
+    ".size hugeload_enter, . - hugeload_enter",
+    "",
+    // switch_stack(sp: rdi, f: rsi, arg: rdx) -> !
+    ".globl hugeload_switch_stack",
+    ".type hugeload_switch_stack,@function",
+    "hugeload_switch_stack:",
+    "    mov rsp, rdi",
+    "    and rsp, -16",
+    "    mov rdi, rdx",
+    "    xor ebp, ebp",
+    "    call rsi",
+    "    ud2",
+    ".size hugeload_switch_stack, . - hugeload_switch_stack",
+    "",
+    // The memory primitives, in instructions the compiler cannot turn back
+    // into calls to themselves.
+    ".globl memcpy",
+    ".type memcpy,@function",
+    "memcpy:",
+    "    mov rax, rdi",
+    "    mov rcx, rdx",
+    "    rep movsb",
+    "    ret",
+    ".size memcpy, . - memcpy",
+    ".globl memmove",
+    ".type memmove,@function",
+    "memmove:",
+    "    mov rax, rdi",
+    "    mov rcx, rdx",
+    "    cmp rdi, rsi",
+    "    jbe .Lmemmove_fwd",
+    "    lea r8, [rsi + rdx]",
+    "    cmp rdi, r8",
+    "    jae .Lmemmove_fwd",
+    "    lea rsi, [rsi + rdx - 1]",
+    "    lea rdi, [rdi + rdx - 1]",
+    "    std",
+    "    rep movsb",
+    "    cld",
+    "    ret",
+    ".Lmemmove_fwd:",
+    "    rep movsb",
+    "    ret",
+    ".size memmove, . - memmove",
+    ".globl memset",
+    ".type memset,@function",
+    "memset:",
+    "    mov r8, rdi",
+    "    mov eax, esi",
+    "    mov rcx, rdx",
+    "    rep stosb",
+    "    mov rax, r8",
+    "    ret",
+    ".size memset, . - memset",
+    ".globl memcmp",
+    ".type memcmp,@function",
+    ".globl bcmp",
+    ".type bcmp,@function",
+    "memcmp:",
+    "bcmp:",
+    "    xor eax, eax",
+    "    mov rcx, rdx",
+    "    test rcx, rcx",
+    "    jz .Lmemcmp_done",
+    "    repe cmpsb",
+    "    je .Lmemcmp_done",
+    "    movzx eax, byte ptr [rdi - 1]",
+    "    movzx ecx, byte ptr [rsi - 1]",
+    "    sub eax, ecx",
+    ".Lmemcmp_done:",
+    "    ret",
+    ".size memcmp, . - memcmp",
+    ".globl strlen",
+    ".type strlen,@function",
+    "strlen:",
+    "    mov rdx, rdi",
+    "    xor eax, eax",
+    "    mov rcx, -1",
+    "    repne scasb",
+    "    sub rdi, rdx",
+    "    lea rax, [rdi - 1]",
+    "    ret",
+    ".size strlen, . - strlen",
+);
+
+unsafe extern "C" {
+    fn hugeload_enter(entry: usize, sp: usize) -> !;
+    fn hugeload_switch_stack(sp: usize, f: extern "C" fn(usize) -> !, arg: usize) -> !;
+}
+
+/// Hands the process to `entry` with the stack pointer at `sp` (which must
+/// point at argc and be 16-byte aligned), all general registers zero.
+///
+/// # Safety
+/// `entry` must be a program entry point mapped executable and `sp` a
+/// complete initial stack (argc, argv, envp, auxv) the program may own.
+pub unsafe fn enter(entry: usize, sp: usize) -> ! {
+    // SAFETY: the caller guarantees entry and stack; the stub never returns.
+    unsafe { hugeload_enter(entry, sp) }
+}
+
+/// Runs `f(arg)` with the stack pointer at `sp` (rounded down to 16 bytes).
+///
+/// # Safety
+/// `[sp - N, sp)` must be writable stack memory, for as deep as `f` goes, and
+/// must not hold anything still in use.
+pub unsafe fn switch_stack(sp: usize, f: extern "C" fn(usize) -> !, arg: usize) -> ! {
+    // SAFETY: the caller guarantees the new stack region.
+    unsafe { hugeload_switch_stack(sp, f, arg) }
+}
+
+/// Where the kernel puts a PIE that has an interpreter (`ELF_ET_DYN_BASE`,
+/// arch/x86/include/asm/elf.h: two thirds of the 47-bit user space).
+pub const PIE_BASE: u64 = 0x5555_5555_4000;
+/// Bits of page-granular randomness the kernel adds to it
+/// (`mmap_rnd_bits` on x86-64).
+pub const PIE_RANDOM_BITS: u32 = 28;
+/// How far the kernel may move `brk` past the end of the program
+/// (`arch_randomize_brk`: 1 GiB on x86-64).
+pub const BRK_RANDOM_RANGE: u64 = 1 << 30;
