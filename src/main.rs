@@ -20,6 +20,8 @@ mod file;
 mod launch;
 #[path = "rt/map.rs"]
 mod map;
+#[path = "rt/own.rs"]
+mod own;
 #[path = "rt/start.rs"]
 mod start;
 #[path = "rt/sys.rs"]

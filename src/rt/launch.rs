@@ -8,6 +8,7 @@ use super::boot::Boot;
 use super::diag::{self, Report};
 use super::file::{ElfFile, Head, OpenFile};
 use super::map::{self, Loaded};
+use super::own;
 use super::sys::{self, CPath};
 use hugeload::auxv::{self, ProgramFacts};
 use hugeload::elf::{MAX_INTERP, PAGE, PHDR_SIZE, page_up};
@@ -194,7 +195,7 @@ fn run(boot: &Boot, settings: &Settings, typed: &[u8], argv0: &[u8], rest: usize
         .write(region, top)
         .unwrap_or_else(|| diag::fail(execfn.as_bytes(), LoadError::ImageTooLarge));
 
-    set_process_view(boot, &report, image, &loaded, &written, execfn.as_bytes());
+    set_process_view(boot, &report, image, &loaded, &written, execfn.as_bytes(), program.file.fd);
     program.file.close();
     if let Some(i) = &interp {
         i.file.close();
@@ -208,14 +209,22 @@ fn run(boot: &Boot, settings: &Settings, typed: &[u8], argv0: &[u8], rest: usize
 /// a `brk` right after the program (as after a direct exec, so the heap
 /// does not start inside hugeload's area), its command line and auxv
 /// (gdb and core dumps read the saved auxv), and its name.
-fn set_process_view(boot: &Boot, report: &Report, image: &hugeload::elf::Image, loaded: &Loaded, written: &Written, execfn: &[u8]) {
+fn set_process_view(
+    boot: &Boot,
+    report: &Report,
+    image: &hugeload::elf::Image,
+    loaded: &Loaded,
+    written: &Written,
+    execfn: &[u8],
+    exe_fd: sys::Fd,
+) {
     let [start_code, end_code, start_data, end_data] = plan::code_and_data(image, loaded.bias);
     let mut brk = page_up(loaded.end().max(loaded.bias + image.hi()));
     if sys::personality() & 0x0040000 == 0 {
         brk += (sys::random_u64() % (arch::BRK_RANDOM_RANGE / PAGE)) * PAGE;
     }
     let (env_start, env_end) = boot.env_strings().unwrap_or((written.arg_end, written.arg_end));
-    let map = linux_raw_sys::prctl::prctl_mm_map {
+    let mut map = linux_raw_sys::prctl::prctl_mm_map {
         start_code,
         end_code,
         start_data,
@@ -231,13 +240,44 @@ fn set_process_view(boot: &Boot, report: &Report, image: &hugeload::elf::Image, 
         auxv_size: written.auxv_len as u32,
         exe_fd: u32::MAX,
     };
-    let r = sys::prctl(
-        linux_raw_sys::prctl::PR_SET_MM as u32,
-        linux_raw_sys::prctl::PR_SET_MM_MAP as usize,
-        &map as *const _ as usize,
-        core::mem::size_of_val(&map),
-        0,
-    );
+    // /proc/self/exe can name the program only with CAP_SYS_ADMIN or
+    // CAP_CHECKPOINT_RESTORE, and only once no mapping of hugeload's file
+    // is left.
+    const CAP_SYS_ADMIN: u32 = 21;
+    const CAP_CHECKPOINT_RESTORE: u32 = 40;
+    let privileged = sys::has_capability(CAP_SYS_ADMIN) || sys::has_capability(CAP_CHECKPOINT_RESTORE);
+    if !privileged {
+        report.say(|l| {
+            l.str("/proc/self/exe names hugeload, not the program: changing it needs CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE ($ORIGIN, current_exe and self re-exec see hugeload; PT_INTERP mode has no such limit)");
+        });
+    } else {
+        match own::detach_from_file() {
+            Ok(()) => map.exe_fd = exe_fd as u32,
+            Err(e) => report.say(|l| {
+                l.str("/proc/self/exe names hugeload: could not copy hugeload's own image out of its file: ")
+                    .str(hugeload::error::errno_message(e.0));
+            }),
+        }
+    }
+    let set_mm_map = |map: &linux_raw_sys::prctl::prctl_mm_map| {
+        sys::prctl(
+            linux_raw_sys::prctl::PR_SET_MM as u32,
+            linux_raw_sys::prctl::PR_SET_MM_MAP as usize,
+            map as *const _ as usize,
+            core::mem::size_of_val(map),
+            0,
+        )
+    };
+    let mut r = set_mm_map(&map);
+    if r.is_err() && map.exe_fd != u32::MAX {
+        let e = r.err().unwrap_or(sys::EINVAL);
+        report.say(|l| {
+            l.str("/proc/self/exe names hugeload: PR_SET_MM_MAP with exe_fd: ")
+                .str(hugeload::error::errno_message(e.0));
+        });
+        map.exe_fd = u32::MAX;
+        r = set_mm_map(&map);
+    }
     if let Err(e) = r {
         report.say(|l| {
             l.str("could not set brk, cmdline and auxv for the program (PR_SET_MM_MAP): ")

@@ -15,7 +15,7 @@ use hugeload::options::{Backend, Settings};
 use hugeload::plan::{self, HUGE, Mapping, Plan, Range, Ranges, Source, huge_down};
 use linux_raw_sys::general::{
     MADV_COLLAPSE, MADV_HUGEPAGE, MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_PRIVATE,
-    MAP_SHARED, MFD_CLOEXEC, MFD_HUGE_2MB, MFD_HUGETLB, PROT_EXEC, PROT_NONE, PROT_READ,
+    MAP_POPULATE, MAP_SHARED, MFD_CLOEXEC, MFD_HUGE_2MB, MFD_HUGETLB, PROT_EXEC, PROT_NONE, PROT_READ,
     PROT_WRITE,
 };
 
@@ -417,7 +417,7 @@ fn place_hugetlb(file: &OpenFile, image: &Image, bias: u64, range: Range, name: 
                 range.start as usize,
                 len as usize,
                 PROT_READ | PROT_EXEC,
-                MAP_SHARED | MAP_FIXED,
+                MAP_SHARED | MAP_FIXED | MAP_POPULATE,
                 fd,
                 0,
             )

@@ -252,3 +252,34 @@ pub fn read_file<'a>(path: &[u8], buf: &'a mut [u8]) -> Result<&'a [u8]> {
     close(fd);
     Ok(&buf[..done])
 }
+
+/// Whether the effective capability set holds capability `cap`.
+pub fn has_capability(cap: u32) -> bool {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    let mut header = Header {
+        version: 0x2008_0522,
+        pid: 0,
+    };
+    let mut data = [Data {
+        effective: 0,
+        permitted: 0,
+        inheritable: 0,
+    }; 2];
+    // SAFETY: the kernel reads the header and writes two data structs.
+    let r = unsafe { syscall!(Sysno::capget, &mut header as *mut Header, data.as_mut_ptr()) };
+    if check(r).is_err() || cap >= 64 {
+        return false;
+    }
+    data[(cap / 32) as usize].effective & (1 << (cap % 32)) != 0
+}
