@@ -6,7 +6,9 @@ use crate::error::LoadError;
 use goblin::elf::header::{
     ELFCLASS32, ELFCLASS64, ELFDATA2LSB, ELFMAG, ET_DYN, ET_EXEC, EV_CURRENT, SELFMAG,
 };
-use goblin::elf::program_header::{PF_R, PF_W, PF_X, PT_GNU_STACK, PT_INTERP, PT_LOAD};
+use goblin::elf::program_header::{
+    PF_R, PF_W, PF_X, PT_DYNAMIC, PT_GNU_STACK, PT_INTERP, PT_LOAD,
+};
 pub use goblin::elf64::header::Header;
 pub use goblin::elf64::program_header::ProgramHeader;
 
@@ -194,6 +196,10 @@ pub struct Image {
     pub loads: heapless::Vec<Segment, MAX_LOADS>,
     /// The PT_INTERP string, NUL included.
     pub interp: Option<FileRange>,
+    /// Link-time address of the PT_INTERP string.
+    pub interp_vaddr: u64,
+    /// The file bytes of PT_DYNAMIC.
+    pub dynamic: Option<FileRange>,
     /// PT_GNU_STACK asks for an executable stack.
     pub exec_stack: bool,
     /// Largest power-of-two `p_align` of the PT_LOADs.
@@ -235,6 +241,8 @@ pub fn parse_image(header: &Header, table: &[u8], file_size: u64) -> Result<Imag
         phdr_vaddr: 0,
         loads: heapless::Vec::new(),
         interp: None,
+        interp_vaddr: 0,
+        dynamic: None,
         exec_stack: false,
         max_align: PAGE,
     };
@@ -258,6 +266,16 @@ pub fn parse_image(header: &Header, table: &[u8], file_size: u64) -> Result<Imag
                     offset: ph.p_offset,
                     len,
                 });
+                image.interp_vaddr = ph.p_vaddr;
+            }
+            PT_DYNAMIC => {
+                let len = ph.p_filesz.min(MAX_DYNAMIC as u64);
+                if ph.p_offset.checked_add(len).is_some_and(|end| end <= file_size) {
+                    image.dynamic = Some(FileRange {
+                        offset: ph.p_offset,
+                        len,
+                    });
+                }
             }
             PT_GNU_STACK => image.exec_stack = ph.p_flags & PF_X != 0,
             _ => {}
@@ -327,6 +345,28 @@ fn add_load(image: &mut Image, ph: &ProgramHeader, file_size: u64) -> Result<(),
         .loads
         .push(segment)
         .map_err(|_| LoadError::TooManyLoadSegments)
+}
+
+/// Most bytes of PT_DYNAMIC read (4096 entries).
+pub const MAX_DYNAMIC: usize = 65536;
+
+impl Image {
+    /// The file offset holding link-time address `vaddr`, if a PT_LOAD maps
+    /// it from the file.
+    pub fn file_offset_of(&self, vaddr: u64) -> Option<u64> {
+        self.loads
+            .iter()
+            .find(|s| s.vaddr <= vaddr && vaddr < s.vaddr + s.filesz)
+            .map(|s| s.offset + (vaddr - s.vaddr))
+    }
+}
+
+/// `(d_tag, d_val)` of each entry of a PT_DYNAMIC table, up to DT_NULL.
+pub fn dynamic_entries(table: &[u8]) -> impl Iterator<Item = (u64, u64)> + '_ {
+    table
+        .chunks_exact(16)
+        .map(|e| (u64_at(e, 0), u64_at(e, 8)))
+        .take_while(|&(tag, _)| tag != 0)
 }
 
 /// The PT_INTERP path: the bytes before the first NUL of `raw`, which must

@@ -12,16 +12,24 @@ mod arch;
 
 #[path = "rt/boot.rs"]
 mod boot;
+#[path = "rt/chain.rs"]
+mod chain;
 #[path = "rt/diag.rs"]
 mod diag;
 #[path = "rt/file.rs"]
 mod file;
+#[path = "rt/interp.rs"]
+mod interp;
 #[path = "rt/launch.rs"]
 mod launch;
 #[path = "rt/map.rs"]
 mod map;
+#[path = "rt/mark.rs"]
+mod mark;
 #[path = "rt/own.rs"]
 mod own;
+#[path = "rt/report.rs"]
+mod report;
 #[path = "rt/start.rs"]
 mod start;
 #[path = "rt/sys.rs"]

@@ -99,6 +99,12 @@ pub enum Command<'a> {
     },
     Help,
     Version,
+    /// `--mark FILE...`: the files are the arguments from this index on.
+    Mark { files: usize },
+    /// `--unmark FILE...`.
+    Unmark { files: usize },
+    /// `--binfmt-rule`: print the binfmt_misc registration line.
+    BinfmtRule,
 }
 
 /// A command line that makes no sense; hugeload prints usage and exits 2.
@@ -182,6 +188,9 @@ pub fn parse<'a>(
             b"--argv0" => argv0 = Some(value),
             b"-v" | b"--verbose" => settings.verbose = true,
             b"-h" | b"--help" => return Ok(Command::Help),
+            b"--mark" => return Ok(Command::Mark { files: index + 1 }),
+            b"--unmark" => return Ok(Command::Unmark { files: index + 1 }),
+            b"--binfmt-rule" => return Ok(Command::BinfmtRule),
             b"-V" | b"--version" => return Ok(Command::Version),
             _ => return Err(UsageError::UnknownOption(arg)),
         }
@@ -218,6 +227,9 @@ mod tests {
     fn help_version_and_mistakes() {
         assert_eq!(run(&["--help", "x"]).0, Ok(Command::Help));
         assert_eq!(run(&["-V"]).0, Ok(Command::Version));
+        assert_eq!(run(&["-v", "--mark", "a", "b"]).0, Ok(Command::Mark { files: 2 }));
+        assert_eq!(run(&["--unmark", "a"]).0, Ok(Command::Unmark { files: 1 }));
+        assert_eq!(run(&["--binfmt-rule"]).0, Ok(Command::BinfmtRule));
         assert_eq!(run(&[]).0, Err(UsageError::NoProgram));
         assert_eq!(run(&["-v"]).0, Err(UsageError::NoProgram));
         assert_eq!(run(&["--"]).0, Err(UsageError::NoProgram));

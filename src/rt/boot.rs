@@ -14,6 +14,8 @@ pub struct Boot {
     envp: usize,
     pub envc: usize,
     pub auxv: Auxv,
+    /// Where the auxv is on the stack.
+    auxv_addr: usize,
 }
 
 /// Reads the NUL-terminated string at `addr`.
@@ -54,7 +56,8 @@ impl Boot {
                 envc += 1;
             }
             let mut auxv = Auxv::new();
-            let mut at = envp + 8 * (envc + 1);
+            let auxv_addr = envp + 8 * (envc + 1);
+            let mut at = auxv_addr;
             loop {
                 let key = word(at);
                 if key == AT_NULL as usize || auxv.len() == MAX_AUXV {
@@ -70,6 +73,7 @@ impl Boot {
                 envp,
                 envc,
                 auxv,
+                auxv_addr,
             }
         }
     }
@@ -109,6 +113,19 @@ impl Boot {
         // SAFETY: the last env entry points at a kernel string.
         let len = unsafe { cstr(last as usize) }.len() as u64;
         Some((first, last + len + 1))
+    }
+
+    /// Changes the value of auxv entry `key` in place on the kernel's stack
+    /// (for modes that hand that stack on as it is).
+    pub fn set_aux(&mut self, key: u32, value: u64) {
+        for (i, entry) in self.auxv.iter_mut().enumerate() {
+            if entry.0 == key as u64 {
+                entry.1 = value;
+                // SAFETY: entry i of the kernel's auxv, which lies above the
+                // stack pointer and is ours to change before the hand-off.
+                unsafe { *((self.auxv_addr + 16 * i + 8) as *mut u64) = value };
+            }
+        }
     }
 
     pub fn aux(&self, key: u32) -> Option<u64> {

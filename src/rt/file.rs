@@ -19,6 +19,8 @@ fn os(e: Errno) -> LoadError {
 pub struct OpenFile {
     pub fd: Fd,
     pub size: u64,
+    /// Device and inode, to recognise a file.
+    pub id: (u64, u64),
 }
 
 impl OpenFile {
@@ -27,16 +29,17 @@ impl OpenFile {
     pub fn open(path: &CPath) -> Result<OpenFile, LoadError> {
         sys::access(path, X_OK).map_err(os)?;
         let fd = sys::open(path, O_RDONLY | O_CLOEXEC).map_err(os)?;
-        match Self::check(fd) {
-            Ok(size) => Ok(OpenFile { fd, size }),
-            Err(e) => {
-                sys::close(fd);
-                Err(e)
-            }
-        }
+        Self::from_fd(fd).inspect_err(|_| sys::close(fd))
     }
 
-    fn check(fd: Fd) -> Result<u64, LoadError> {
+    /// Takes a descriptor already open on the file (binfmt_misc's
+    /// AT_EXECFD, which may be execute-only) and makes the same checks.
+    pub fn from_fd(fd: Fd) -> Result<OpenFile, LoadError> {
+        let (size, id) = Self::check(fd)?;
+        Ok(OpenFile { fd, size, id })
+    }
+
+    fn check(fd: Fd) -> Result<(u64, (u64, u64)), LoadError> {
         let st = sys::fstat(fd).map_err(os)?;
         match st.st_mode & S_IFMT {
             S_IFREG => {}
@@ -47,7 +50,7 @@ impl OpenFile {
         if fs.f_flags & ST_NOEXEC != 0 {
             return Err(LoadError::Os(13));
         }
-        Ok(st.st_size as u64)
+        Ok((st.st_size as u64, (st.st_dev, st.st_ino)))
     }
 
     /// Reads `buf.len()` bytes at `offset`, or fails with ShortRead.
@@ -104,6 +107,8 @@ impl ElfFile {
                 phdr_vaddr: 0,
                 loads: heapless::Vec::new(),
                 interp: None,
+                interp_vaddr: 0,
+                dynamic: None,
                 exec_stack: false,
                 max_align: elf::PAGE,
             },
@@ -137,5 +142,56 @@ impl ElfFile {
         let raw = &mut buf[..range.len as usize];
         self.file.read_exact(raw, range.offset)?;
         elf::interp_path(raw).map(Some)
+    }
+}
+
+/// How a program links, from its dynamic section.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Linking {
+    /// It names shared libraries (DT_NEEDED).
+    pub has_needed: bool,
+    /// One of them is musl's libc (`libc.musl-*.so.1`).
+    pub needs_musl: bool,
+    /// DT_FLAGS_1 has DF_1_PIE.
+    pub pie_flag: bool,
+    /// It has a DT_SONAME: it is a shared library.
+    pub has_soname: bool,
+}
+
+impl ElfFile {
+    /// Reads the dynamic section from the file. A file without one (or
+    /// with one that cannot be read) links statically.
+    pub fn linking(&self) -> Linking {
+        use goblin::elf::dynamic::{DT_FLAGS_1, DT_NEEDED, DT_SONAME, DT_STRTAB};
+        const DF_1_PIE: u64 = 0x0800_0000;
+        let mut linking = Linking::default();
+        let Some(range) = self.image.dynamic else {
+            return linking;
+        };
+        let mut table = [0u8; elf::MAX_DYNAMIC];
+        let table = &mut table[..range.len as usize];
+        if self.file.read_exact(table, range.offset).is_err() {
+            return linking;
+        }
+        let strtab = elf::dynamic_entries(table)
+            .find(|&(tag, _)| tag == DT_STRTAB)
+            .and_then(|(_, vaddr)| self.image.file_offset_of(vaddr));
+        for (tag, value) in elf::dynamic_entries(table) {
+            match tag {
+                DT_NEEDED => {
+                    linking.has_needed = true;
+                    let mut name = [0u8; 10];
+                    if let Some(at) = strtab.and_then(|s| s.checked_add(value)) {
+                        if self.file.read_exact(&mut name, at).is_ok() && &name == b"libc.musl-" {
+                            linking.needs_musl = true;
+                        }
+                    }
+                }
+                DT_FLAGS_1 => linking.pie_flag = value & DF_1_PIE != 0,
+                DT_SONAME => linking.has_soname = true,
+                _ => {}
+            }
+        }
+        linking
     }
 }

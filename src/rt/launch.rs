@@ -9,15 +9,16 @@ use super::diag::{self, Report};
 use super::file::{ElfFile, Head, OpenFile};
 use super::map::{self, Loaded};
 use super::own;
+use super::{chain, mark, report};
 use super::sys::{self, CPath};
 use hugeload::auxv::{self, ProgramFacts};
 use hugeload::elf::{MAX_INTERP, PAGE, PHDR_SIZE, page_up};
 use hugeload::error::LoadError;
 use hugeload::options::{self, Command, Settings};
-use hugeload::plan::{self, HUGE};
+use hugeload::plan;
 use hugeload::script::{self, MAX_SCRIPT_DEPTH, Shebang};
 use hugeload::stack::{StackSpec, Written};
-use linux_raw_sys::auxvec::AT_SECURE;
+use linux_raw_sys::auxvec::{AT_EXECFD, AT_FLAGS, AT_SECURE};
 
 const USAGE: &str = "\
 usage: hugeload [OPTIONS] [--] PROGRAM [ARGS...]
@@ -47,13 +48,39 @@ impl ScriptLevel {
     }
 }
 
-pub fn main(boot: &Boot) -> ! {
-    let secure = boot.aux(AT_SECURE).unwrap_or(0) != 0;
-    let mut settings = if secure {
+/// The settings from the environment, unless this is a secure-execution
+/// program (setuid, setgid, file capabilities), whose environment the
+/// caller chose.
+pub fn settings_from_env(boot: &Boot) -> Settings {
+    if is_secure(boot) {
         Settings::default()
     } else {
         Settings::from_env(|k| boot.env(k))
-    };
+    }
+}
+
+pub fn is_secure(boot: &Boot) -> bool {
+    boot.aux(AT_SECURE).unwrap_or(0) != 0
+}
+
+/// What to run.
+pub struct Request<'a> {
+    /// The name as given (before a PATH search), for messages.
+    pub typed: &'a [u8],
+    /// argv[0] for the program.
+    pub argv0: &'a [u8],
+    /// Index of the program's first argument after argv[0] in hugeload's argv.
+    pub rest: usize,
+    /// Search PATH for a name without `/` (launcher), or take it as a path
+    /// (binfmt_misc gives the path execve was called with).
+    pub search_path: bool,
+    /// An fd already open on the program (binfmt_misc's AT_EXECFD).
+    pub execfd: Option<sys::Fd>,
+}
+
+/// Launcher mode: hugeload's own command line.
+pub fn main(boot: &Boot) -> ! {
+    let mut settings = settings_from_env(boot);
     match options::parse(boot.args_from(1), &mut settings) {
         Ok(Command::Help) => {
             sys::write_all(1, USAGE.as_bytes());
@@ -66,8 +93,18 @@ pub fn main(boot: &Boot) -> ! {
         Ok(Command::Run { program, argv0 }) => {
             let index = 1 + program;
             let typed = boot.arg(index);
-            run(boot, &settings, typed, argv0.unwrap_or(typed), index + 1, secure)
+            let request = Request {
+                typed,
+                argv0: argv0.unwrap_or(typed),
+                rest: index + 1,
+                search_path: true,
+                execfd: None,
+            };
+            run(boot, &settings, &request)
         }
+        Ok(Command::Mark { files }) => mark::main(boot, 1 + files, true),
+        Ok(Command::Unmark { files }) => mark::main(boot, 1 + files, false),
+        Ok(Command::BinfmtRule) => mark::print_rule(),
         Err(e) => {
             let (text, what) = e.message();
             let mut l = diag::line();
@@ -79,8 +116,30 @@ pub fn main(boot: &Boot) -> ! {
     }
 }
 
+/// binfmt_misc mode: the kernel ran hugeload for a marked binary. With the
+/// P flag argv is [hugeload, path, original argv0, args...] and AT_FLAGS
+/// bit 0 is set; with O the binary comes as AT_EXECFD. Options are not
+/// parsed (the program's arguments follow); the environment configures.
+pub fn binfmt_main(boot: &Boot) -> ! {
+    let settings = settings_from_env(boot);
+    if boot.argc < 2 {
+        diag::fail(b"binfmt_misc", LoadError::Os(22));
+    }
+    let preserve_argv0 = boot.aux(AT_FLAGS).unwrap_or(0) & 1 != 0;
+    let typed = boot.arg(1);
+    let (argv0, rest) = if preserve_argv0 && boot.argc >= 3 { (boot.arg(2), 3) } else { (typed, 2) };
+    let request = Request {
+        typed,
+        argv0,
+        rest,
+        search_path: false,
+        execfd: boot.aux(AT_EXECFD).map(|fd| fd as sys::Fd),
+    };
+    run(boot, &settings, &request)
+}
+
 /// Finds `name` as execvp does: as given if it holds a `/`, else in `PATH`.
-fn resolve(boot: &Boot, name: &[u8], secure: bool) -> Result<CPath, LoadError> {
+fn resolve(boot: &Boot, name: &[u8]) -> Result<CPath, LoadError> {
     if name.is_empty() {
         return Err(LoadError::Os(2));
     }
@@ -88,7 +147,7 @@ fn resolve(boot: &Boot, name: &[u8], secure: bool) -> Result<CPath, LoadError> {
         return CPath::from_parts(&[name]).ok_or(LoadError::Os(36));
     }
     let default_path: &[u8] = b"/usr/local/bin:/usr/bin:/bin";
-    let path = if secure { default_path } else { boot.env(b"PATH").unwrap_or(default_path) };
+    let path = if is_secure(boot) { default_path } else { boot.env(b"PATH").unwrap_or(default_path) };
     let mut denied = false;
     for dir in path.split(|&b| b == b':') {
         let dir: &[u8] = if dir.is_empty() { b"." } else { dir };
@@ -105,15 +164,26 @@ fn resolve(boot: &Boot, name: &[u8], secure: bool) -> Result<CPath, LoadError> {
     Err(if denied { LoadError::Os(13) } else { LoadError::CommandNotFound })
 }
 
-fn run(boot: &Boot, settings: &Settings, typed: &[u8], argv0: &[u8], rest: usize, secure: bool) -> ! {
+/// Loads and enters the program of `request`.
+pub fn run(boot: &Boot, settings: &Settings, request: &Request) -> ! {
     let report = Report { on: settings.verbose };
-    let execfn = resolve(boot, typed, secure).unwrap_or_else(|e| diag::fail(typed, e));
+    let typed = request.typed;
+    let execfn = if request.search_path {
+        resolve(boot, typed).unwrap_or_else(|e| diag::fail(typed, e))
+    } else {
+        CPath::from_parts(&[typed]).unwrap_or_else(|| diag::fail(typed, LoadError::Os(36)))
+    };
+    let mut execfd = request.execfd;
 
     // Follow #! lines to the ELF file that really runs.
     let mut levels: heapless::Vec<ScriptLevel, MAX_SCRIPT_DEPTH> = heapless::Vec::new();
     let mut path = CPath::from_parts(&[execfn.as_bytes()]).unwrap_or_else(CPath::new);
     let program = loop {
-        let file = OpenFile::open(&path).unwrap_or_else(|e| diag::fail(path.as_bytes(), e));
+        let file = match execfd.take() {
+            Some(fd) => OpenFile::from_fd(fd),
+            None => OpenFile::open(&path),
+        };
+        let file = file.unwrap_or_else(|e| diag::fail(path.as_bytes(), e));
         let head = Head::read(&file).unwrap_or_else(|e| diag::fail(path.as_bytes(), e));
         if !script::is_script(head.as_bytes()) {
             break ElfFile::parse(file, &head).unwrap_or_else(|e| diag::fail(path.as_bytes(), e));
@@ -137,6 +207,11 @@ fn run(boot: &Boot, settings: &Settings, typed: &[u8], argv0: &[u8], rest: usize
     let interp_path = program
         .interp_path(&mut interp_buf)
         .unwrap_or_else(|e| diag::fail(path.as_bytes(), e));
+    // A program whose PT_INTERP is hugeload itself (patched for PT_INTERP
+    // mode) gets the real interpreter instead.
+    let interp_path = interp_path.and_then(|p| {
+        if is_hugeload(p) { chain::real_interp(boot, &program) } else { Some(p) }
+    });
     let interp = interp_path.map(|p| {
         let ipath = CPath::from_parts(&[p]).unwrap_or_else(|| diag::fail(p, LoadError::BadInterpPath));
         let file = OpenFile::open(&ipath).unwrap_or_else(|e| diag::fail(p, e));
@@ -150,7 +225,7 @@ fn run(boot: &Boot, settings: &Settings, typed: &[u8], argv0: &[u8], rest: usize
     // Point of no return: from here on the address space changes.
     let loaded = map::load_program(&program.file, image, path.as_bytes(), settings)
         .unwrap_or_else(|e| diag::fail(path.as_bytes(), e));
-    report_program(&report, path.as_bytes(), image, &loaded, interp_path, settings);
+    report::report_program(&report, path.as_bytes(), image, &loaded, interp_path, settings);
     let interp_loaded = interp.as_ref().map(|i| {
         map::load_plain(&i.file, &i.image).unwrap_or_else(|e| diag::fail(interp_path.unwrap_or(b""), e))
     });
@@ -178,10 +253,10 @@ fn run(boot: &Boot, settings: &Settings, typed: &[u8], argv0: &[u8], rest: usize
             let _ = prefix.push(a);
         }
     }
-    let _ = prefix.push(if levels.is_empty() { argv0 } else { execfn.as_bytes() });
+    let _ = prefix.push(if levels.is_empty() { request.argv0 } else { execfn.as_bytes() });
     let spec = StackSpec {
         execfn: execfn.as_bytes(),
-        args: prefix.iter().copied().chain(boot.args_from(rest)),
+        args: prefix.iter().copied().chain(boot.args_from(request.rest)),
         envp: boot.env_ptrs(),
         auxv: &auxv,
     };
@@ -291,94 +366,17 @@ fn set_process_view(
     let _ = sys::prctl(linux_raw_sys::prctl::PR_SET_NAME as u32, comm.as_ptr() as usize, 0, 0, 0);
 }
 
-fn perms(flags: u32) -> &'static str {
-    use goblin::elf::program_header::{PF_R, PF_W, PF_X};
-    match (flags & PF_R != 0, flags & PF_W != 0, flags & PF_X != 0) {
-        (true, false, false) => "r--",
-        (true, true, false) => "rw-",
-        (true, false, true) => "r-x",
-        (false, false, true) => "--x",
-        (false, true, false) => "-w-",
-        (true, true, true) | (false, true, true) => "rwx",
-        (false, false, false) => "---",
-    }
-}
 
-/// The `--verbose` report of the program's mapping.
-fn report_program(
-    report: &Report,
-    path: &[u8],
-    image: &hugeload::elf::Image,
-    loaded: &Loaded,
-    interp: Option<&[u8]>,
-    settings: &Settings,
-) {
-    if !report.on {
-        return;
-    }
-    report.say(|l| {
-        l.str("load ").bytes(path).str(": ");
-        l.str(if image.is_dyn() { "ET_DYN at 0x" } else { "ET_EXEC at 0x" });
-        l.hex(loaded.bias + image.lo(), 0);
-        match interp {
-            Some(i) => l.str(", interpreter ").bytes(i),
-            None => l.str(", static"),
-        };
-    });
-    for o in &loaded.outcomes {
-        match o.kind {
-            Some(kind) => report.say(|l| {
-                l.str("huge ").hex(o.range.start, 16).str("-").hex(o.range.end, 16).str(" ");
-                l.dec(o.range.len() / HUGE).str(" x 2M ").str(kind.name());
-                let borrowed: u64 = image
-                    .loads
-                    .iter()
-                    .filter(|s| !s.is_exec())
-                    .map(|s| {
-                        let r = plan::Range::new(loaded.bias + s.vaddr, loaded.bias + s.end());
-                        r.intersect(&o.range).len()
-                    })
-                    .sum();
-                if borrowed > 0 {
-                    l.str(" (also makes ").dec(borrowed).str(" bytes of read-only data executable)");
-                }
-            }),
-            None => map::say_cause(report, o.range, o),
-        }
-    }
-    let actual = loaded.huge_ranges();
-    let actual_plan = plan::Plan {
-        bias: loaded.bias,
-        huge: actual.clone(),
-        reserve: loaded.plan.reserve,
-    };
-    for s in &image.loads {
-        let planned = plan::segment_on_huge(s, &loaded.plan);
-        let huge = plan::segment_on_huge(s, &actual_plan);
-        report.say(|l| {
-            l.str("segment ").hex(loaded.bias + s.vaddr, 16).str("-").hex(loaded.bias + s.end(), 16);
-            l.str(" ").str(perms(s.flags)).str(" huge ").dec(huge).str(" small ").dec(s.memsz - huge);
-            if !s.is_exec() {
-                l.str(": not code");
-            } else if settings.backend == hugeload::options::Backend::Off {
-                l.str(": huge pages off");
-            } else if huge < planned {
-                l.str(": no backend could give huge pages (see above)");
-            } else if planned < s.memsz {
-                l.str(": edges share 2 MiB pages with ");
-                l.str(match settings.strategy {
-                    plan::Strategy::Conservative => "other segments or unaligned space",
-                    plan::Strategy::Aggressive => "writable data",
-                });
-            }
-        });
-    }
-    let text = image.text_bytes();
-    let on_huge = plan::text_on_huge(image, &actual_plan);
-    report.say(|l| {
-        l.str("total text ").dec(text).str(" bytes, on huge pages ").dec(on_huge).str(" bytes (");
-        l.percent(on_huge, text).str("), huge pages ").dec(plan::huge_pages(&actual_plan));
-        l.str(" of least possible ").dec(plan::least_huge_pages(image, loaded.bias));
-        l.str(", strategy ").str(settings.strategy.name()).str(", backend ").str(settings.backend.name());
-    });
+/// Whether `path` names the running hugeload (same file as /proc/self/exe,
+/// before anything changed that link).
+fn is_hugeload(path: &[u8]) -> bool {
+    let Some(p) = CPath::from_parts(&[path]) else { return false };
+    let Ok(file) = OpenFile::open(&p) else { return false };
+    let id = file.id;
+    file.close();
+    let Some(me) = CPath::from_parts(&[b"/proc/self/exe"]) else { return false };
+    let Ok(own) = OpenFile::open(&me) else { return false };
+    let own_id = own.id;
+    own.close();
+    id == own_id
 }

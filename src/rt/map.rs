@@ -218,6 +218,31 @@ pub fn load_program(
     Ok(loaded)
 }
 
+/// PT_INTERP mode: the kernel has mapped `image` at `bias`. Each planned
+/// huge range is built elsewhere and moved over the kernel's mapping; a
+/// range that fails keeps the kernel's mapping. Aggressive rounding stays
+/// inside the image: the addresses around it are not hugeload's.
+pub fn remap_in_place(
+    file: &OpenFile,
+    image: &Image,
+    bias: u64,
+    name: &[u8],
+    settings: &Settings,
+) -> Loaded {
+    let window = Range::new(bias + image.lo(), bias + image.hi());
+    let plan = plan::plan(image, bias, settings.strategy, window);
+    let thp_disabled = sys::prctl(PR_GET_THP_DISABLE, 0, 0, 0, 0).unwrap_or(0) == 1;
+    let mut outcomes = Outcomes::new();
+    for &range in &plan.huge {
+        let _ = outcomes.push(map_huge(file, image, bias, range, name, settings.backend, thp_disabled));
+    }
+    Loaded {
+        bias,
+        plan,
+        outcomes,
+    }
+}
+
 /// Reserves and maps an interpreter (or any image) on ordinary pages.
 pub fn load_plain(file: &OpenFile, image: &Image) -> Result<Loaded, LoadError> {
     let len = image.hi() - image.lo();

@@ -15,8 +15,8 @@ unsafe extern "C" {
 
 /// The load address of hugeload's image.
 fn base() -> usize {
-    // SAFETY: only the address of the linker-provided symbol is taken.
-    unsafe { &raw const __ehdr_start as usize }
+    // Only the address of the linker-provided symbol is taken.
+    &raw const __ehdr_start as usize
 }
 
 /// # Safety

@@ -4,7 +4,8 @@
 
 use super::arch;
 use super::boot::Boot;
-use super::launch;
+use super::{interp, launch};
+use linux_raw_sys::auxvec::{AT_BASE, AT_EXECFD, AT_FLAGS};
 
 /// Called by `_start` with the kernel's stack pointer.
 #[unsafe(no_mangle)]
@@ -21,6 +22,15 @@ pub extern "C" fn hugeload_start(sp: usize) -> ! {
 extern "C" fn run(sp: usize) -> ! {
     // SAFETY: `sp` is still the kernel's initial stack pointer and nothing
     // has written above it.
-    let boot = unsafe { Boot::read(sp) };
-    launch::main(&boot)
+    let mut boot = unsafe { Boot::read(sp) };
+    // The mode follows from the auxv: as PT_INTERP, AT_BASE is hugeload's
+    // base; as a binfmt_misc handler with P or O, AT_FLAGS bit 0 or
+    // AT_EXECFD is there; otherwise hugeload was run as a command.
+    if boot.aux(AT_BASE).unwrap_or(0) != 0 {
+        interp::main(&mut boot)
+    } else if boot.aux(AT_FLAGS).unwrap_or(0) & 1 != 0 || boot.aux(AT_EXECFD).is_some() {
+        launch::binfmt_main(&boot)
+    } else {
+        launch::main(&boot)
+    }
 }

@@ -9,13 +9,10 @@ use syscalls::{Sysno, syscall};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Errno(pub i32);
 
-pub const ENOENT: Errno = Errno(2);
 pub const EINTR: Errno = Errno(4);
 pub const EIO: Errno = Errno(5);
-pub const EACCES: Errno = Errno(13);
 pub const EEXIST: Errno = Errno(17);
 pub const EINVAL: Errno = Errno(22);
-pub const EAGAIN: Errno = Errno(11);
 
 pub type Result<T> = core::result::Result<T, Errno>;
 
@@ -226,33 +223,6 @@ pub fn personality() -> u32 {
     check(unsafe { syscall!(Sysno::personality, 0xffff_ffffusize) }).unwrap_or(0) as u32
 }
 
-/// Reads a small file (`/proc`, `/sys`) into `buf`; returns the bytes read.
-pub fn read_file<'a>(path: &[u8], buf: &'a mut [u8]) -> Result<&'a [u8]> {
-    let path = CPath::from_parts(&[path]).ok_or(EINVAL)?;
-    let fd = open(&path, linux_raw_sys::general::O_RDONLY | linux_raw_sys::general::O_CLOEXEC)?;
-    let mut done = 0;
-    loop {
-        // SAFETY: reading into the unused tail of a live buffer.
-        let r = unsafe { syscall!(Sysno::read, fd, buf.as_mut_ptr() as usize + done, buf.len() - done) };
-        match check(r) {
-            Ok(0) => break,
-            Ok(n) => {
-                done += n;
-                if done == buf.len() {
-                    break;
-                }
-            }
-            Err(EINTR) => {}
-            Err(e) => {
-                close(fd);
-                return Err(e);
-            }
-        }
-    }
-    close(fd);
-    Ok(&buf[..done])
-}
-
 /// Whether the effective capability set holds capability `cap`.
 pub fn has_capability(cap: u32) -> bool {
     #[repr(C)]
@@ -282,4 +252,19 @@ pub fn has_capability(cap: u32) -> bool {
         return false;
     }
     data[(cap / 32) as usize].effective & (1 << (cap % 32)) != 0
+}
+
+/// readlink(2) into `buf`; returns the length.
+pub fn readlink(path: &[u8], buf: &mut [u8]) -> Result<usize> {
+    let path = CPath::from_parts(&[path]).ok_or(EINVAL)?;
+    // SAFETY: `path` is NUL-terminated; the kernel writes at most
+    // `buf.len()` bytes.
+    check(unsafe { syscall!(Sysno::readlinkat, AT_FDCWD, path.ptr(), buf.as_mut_ptr(), buf.len()) })
+}
+
+/// pwrite(2) of all of `bytes` at `offset`.
+pub fn pwrite(fd: Fd, bytes: &[u8], offset: u64) -> Result<()> {
+    // SAFETY: the kernel reads `bytes.len()` bytes of a live slice.
+    let n = check(unsafe { syscall!(Sysno::pwrite64, fd, bytes.as_ptr(), bytes.len(), offset) })?;
+    if n == bytes.len() { Ok(()) } else { Err(EIO) }
 }

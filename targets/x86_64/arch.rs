@@ -59,7 +59,7 @@ global_asm!(
     ".Lreloc_loop:",
     "    cmp rcx, rdx",
     "    jae .Lreloc_done",
-    "    cmp dword ptr [rcx + 8], 8", // (u32)r_info == R_X86_64_RELATIVE
+    "    cmp dword ptr [rcx + 8], {relative}", // (u32)r_info
     "    jne .Lreloc_next",
     "    mov rax, [rcx + 16]", // r_addend
     "    add rax, rdi",
@@ -180,6 +180,7 @@ global_asm!(
     "    lea rax, [rdi - 1]",
     "    ret",
     ".size strlen, . - strlen",
+    relative = const REL_RELATIVE,
 );
 
 unsafe extern "C" {

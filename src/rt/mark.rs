@@ -1,0 +1,107 @@
+//! binfmt_misc set-up: `--mark`/`--unmark` set or clear the marker byte
+//! (`e_ident[15] = 'H'`, in EI_PAD, which the kernel ignores) that the rule
+//! printed by `--binfmt-rule` matches. Only executables are marked: glibc's
+//! loader rejects a nonzero EI_PAD in objects it opens, and marking ld.so
+//! or hugeload itself would make the rule loop.
+
+use super::boot::Boot;
+use super::diag;
+use super::file::{ElfFile, Head, OpenFile};
+use super::sys::{self, CPath};
+use hugeload::elf::MARK_INDEX;
+use hugeload::error::LoadError;
+use linux_raw_sys::general::{O_CLOEXEC, O_RDWR};
+
+/// The marker byte.
+pub const MARK: u8 = b'H';
+
+/// Why a file is not marked.
+enum Refusal {
+    Load(LoadError),
+    SharedLibrary,
+    Itself,
+}
+
+pub fn main(boot: &Boot, first: usize, mark: bool) -> ! {
+    if first >= boot.argc {
+        let mut l = diag::line();
+        l.str(if mark { "--mark" } else { "--unmark" }).str(" needs at least one FILE");
+        diag::emit(&mut l);
+        sys::exit(2);
+    }
+    let mut status = 0;
+    for path in boot.args_from(first) {
+        if let Err(refusal) = set_mark(path, mark) {
+            let mut l = diag::line();
+            l.bytes(path).str(": ");
+            match refusal {
+                Refusal::Load(e) => l.str(e.message()),
+                Refusal::SharedLibrary => l.str(
+                    "not marked: a shared library or program interpreter (glibc rejects marked libraries)",
+                ),
+                Refusal::Itself => l.str("not marked: this is hugeload itself (the binfmt_misc rule would loop)"),
+            };
+            diag::emit(&mut l);
+            status = 1;
+        }
+    }
+    sys::exit(status)
+}
+
+fn set_mark(path: &[u8], mark: bool) -> Result<(), Refusal> {
+    let cpath = CPath::from_parts(&[path]).ok_or(Refusal::Load(LoadError::Os(36)))?;
+    let fd = sys::open(&cpath, O_RDWR | O_CLOEXEC).map_err(|e| Refusal::Load(LoadError::Os(e.0)))?;
+    let file = OpenFile::from_fd(fd).map_err(|e| {
+        sys::close(fd);
+        Refusal::Load(e)
+    })?;
+    let head = Head::read(&file).map_err(|e| {
+        file.close();
+        Refusal::Load(e)
+    })?;
+    let elf = ElfFile::parse(file, &head).map_err(Refusal::Load)?;
+    let result = check_markable(&elf, mark).and_then(|()| {
+        let byte = [if mark { MARK } else { 0 }];
+        sys::pwrite(elf.file.fd, &byte, MARK_INDEX as u64).map_err(|e| Refusal::Load(LoadError::Os(e.0)))
+    });
+    elf.file.close();
+    result
+}
+
+fn check_markable(elf: &ElfFile, mark: bool) -> Result<(), Refusal> {
+    if !mark {
+        return Ok(());
+    }
+    if elf.image.is_dyn() {
+        let linking = elf.linking();
+        let is_program = linking.pie_flag || (elf.image.interp.is_some() && !linking.has_soname);
+        if !is_program {
+            return Err(Refusal::SharedLibrary);
+        }
+    }
+    let own = CPath::from_parts(&[b"/proc/self/exe"]).and_then(|p| OpenFile::open(&p).ok());
+    if let Some(own) = own {
+        let same = own.id == elf.file.id;
+        own.close();
+        if same {
+            return Err(Refusal::Itself);
+        }
+    }
+    Ok(())
+}
+
+/// Prints the registration line for `/etc/binfmt.d/hugeload.conf`: ELF64,
+/// little-endian, x86-64, marker byte 'H'; flags P (keep argv[0]), O (pass
+/// the binary as AT_EXECFD, so execute-only files work), F (open hugeload
+/// now, so containers and chroots see it).
+pub fn print_rule() -> ! {
+    let mut buf = [0u8; 4096];
+    let n = sys::readlink(b"/proc/self/exe", &mut buf).unwrap_or(0);
+    let mut l = hugeload::fmt::Line::new();
+    l.str(":hugeload:M::");
+    l.str("\\x7fELF\\x02\\x01\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x48\\x00\\x00\\x3e\\x00:");
+    l.str("\\xff\\xff\\xff\\xff\\xff\\xff\\xff\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\xff\\x00\\x00\\xff\\xff:");
+    l.bytes(&buf[..n]).str(":POF\n");
+    sys::write_all(1, l.as_bytes());
+    sys::exit(0)
+}

@@ -1,0 +1,98 @@
+//! The `--verbose` report of how a program's image was mapped.
+
+use super::diag::Report;
+use super::map::{self, Loaded};
+use hugeload::options::Settings;
+use hugeload::plan::{self, HUGE};
+
+fn perms(flags: u32) -> &'static str {
+    use goblin::elf::program_header::{PF_R, PF_W, PF_X};
+    match (flags & PF_R != 0, flags & PF_W != 0, flags & PF_X != 0) {
+        (true, false, false) => "r--",
+        (true, true, false) => "rw-",
+        (true, false, true) => "r-x",
+        (false, false, true) => "--x",
+        (false, true, false) => "-w-",
+        (true, true, true) | (false, true, true) => "rwx",
+        (false, false, false) => "---",
+    }
+}
+
+/// The `--verbose` report of the program's mapping.
+pub fn report_program(
+    report: &Report,
+    path: &[u8],
+    image: &hugeload::elf::Image,
+    loaded: &Loaded,
+    interp: Option<&[u8]>,
+    settings: &Settings,
+) {
+    if !report.on {
+        return;
+    }
+    report.say(|l| {
+        l.str("load ").bytes(path).str(": ");
+        l.str(if image.is_dyn() { "ET_DYN at 0x" } else { "ET_EXEC at 0x" });
+        l.hex(loaded.bias + image.lo(), 0);
+        match interp {
+            Some(i) => l.str(", interpreter ").bytes(i),
+            None => l.str(", static"),
+        };
+    });
+    for o in &loaded.outcomes {
+        match o.kind {
+            Some(kind) => report.say(|l| {
+                l.str("huge ").hex(o.range.start, 16).str("-").hex(o.range.end, 16).str(" ");
+                l.dec(o.range.len() / HUGE).str(" x 2M ").str(kind.name());
+                let borrowed: u64 = image
+                    .loads
+                    .iter()
+                    .filter(|s| !s.is_exec())
+                    .map(|s| {
+                        let r = plan::Range::new(loaded.bias + s.vaddr, loaded.bias + s.end());
+                        r.intersect(&o.range).len()
+                    })
+                    .sum();
+                if borrowed > 0 {
+                    l.str(" (also makes ").dec(borrowed).str(" bytes of read-only data executable)");
+                }
+            }),
+            None => map::say_cause(report, o.range, o),
+        }
+    }
+    let actual = loaded.huge_ranges();
+    let actual_plan = plan::Plan {
+        bias: loaded.bias,
+        huge: actual.clone(),
+        reserve: loaded.plan.reserve,
+    };
+    for s in &image.loads {
+        let planned = plan::segment_on_huge(s, &loaded.plan);
+        let huge = plan::segment_on_huge(s, &actual_plan);
+        report.say(|l| {
+            l.str("segment ").hex(loaded.bias + s.vaddr, 16).str("-").hex(loaded.bias + s.end(), 16);
+            l.str(" ").str(perms(s.flags)).str(" huge ").dec(huge).str(" small ").dec(s.memsz - huge);
+            if !s.is_exec() {
+                l.str(": not code");
+            } else if settings.backend == hugeload::options::Backend::Off {
+                l.str(": huge pages off");
+            } else if huge < planned {
+                l.str(": no backend could give huge pages (see above)");
+            } else if planned < s.memsz {
+                l.str(": edges share 2 MiB pages with ");
+                l.str(match settings.strategy {
+                    plan::Strategy::Conservative => "other segments or unaligned space",
+                    plan::Strategy::Aggressive => "writable data",
+                });
+            }
+        });
+    }
+    let text = image.text_bytes();
+    let on_huge = plan::text_on_huge(image, &actual_plan);
+    report.say(|l| {
+        l.str("total text ").dec(text).str(" bytes, on huge pages ").dec(on_huge).str(" bytes (");
+        l.percent(on_huge, text).str("), huge pages ").dec(plan::huge_pages(&actual_plan));
+        l.str(" of least possible ").dec(plan::least_huge_pages(image, loaded.bias));
+        l.str(", strategy ").str(settings.strategy.name()).str(", backend ").str(settings.backend.name());
+    });
+}
