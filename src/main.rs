@@ -32,6 +32,8 @@ mod own;
 mod report;
 #[path = "rt/start.rs"]
 mod start;
+#[path = "rt/stat.rs"]
+mod stat;
 #[path = "rt/sys.rs"]
 mod sys;
 

@@ -105,6 +105,8 @@ pub enum Command<'a> {
     Unmark { files: usize },
     /// `--binfmt-rule`: print the binfmt_misc registration line.
     BinfmtRule,
+    /// `--stat [--json] PID...`: the arguments from this index on.
+    Stat { args: usize },
 }
 
 /// A command line that makes no sense; hugeload prints usage and exits 2.
@@ -191,6 +193,7 @@ pub fn parse<'a>(
             b"--mark" => return Ok(Command::Mark { files: index + 1 }),
             b"--unmark" => return Ok(Command::Unmark { files: index + 1 }),
             b"--binfmt-rule" => return Ok(Command::BinfmtRule),
+            b"--stat" => return Ok(Command::Stat { args: index + 1 }),
             b"-V" | b"--version" => return Ok(Command::Version),
             _ => return Err(UsageError::UnknownOption(arg)),
         }
@@ -230,6 +233,7 @@ mod tests {
         assert_eq!(run(&["-v", "--mark", "a", "b"]).0, Ok(Command::Mark { files: 2 }));
         assert_eq!(run(&["--unmark", "a"]).0, Ok(Command::Unmark { files: 1 }));
         assert_eq!(run(&["--binfmt-rule"]).0, Ok(Command::BinfmtRule));
+        assert_eq!(run(&["--stat", "--json", "1"]).0, Ok(Command::Stat { args: 1 }));
         assert_eq!(run(&[]).0, Err(UsageError::NoProgram));
         assert_eq!(run(&["-v"]).0, Err(UsageError::NoProgram));
         assert_eq!(run(&["--"]).0, Err(UsageError::NoProgram));

@@ -123,6 +123,109 @@ pub fn parse<'a>(text: &'a [u8], mut f: impl FnMut(&Mapping<'a>)) {
     }
 }
 
+/// An executable mapping of a program or shared library, with the file it
+/// belongs to: its own name, or, for an anonymous or `/memfd:hugeload:`
+/// copy that directly follows a mapping of a file, that file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Code<'a> {
+    pub mapping: Mapping<'a>,
+    pub file: &'a [u8],
+    /// The mapping is a copy made by a loader (anonymous or memfd).
+    pub is_copy: bool,
+}
+
+impl Code<'_> {
+    /// What backs its 2 MiB pages: `thp`, `hugetlb`, `file-thp`, `shmem-thp`
+    /// or `-` for none.
+    pub fn backend(&self) -> &'static str {
+        let m = &self.mapping;
+        if m.hugetlb_kb > 0 {
+            "hugetlb"
+        } else if m.anon_huge_kb > 0 {
+            "thp"
+        } else if m.file_pmd_kb > 0 {
+            "file-thp"
+        } else if m.shmem_pmd_kb > 0 {
+            "shmem-thp"
+        } else {
+            "-"
+        }
+    }
+}
+
+/// Totals over the code of a process.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Totals {
+    /// Bytes of executable mappings of programs and libraries.
+    pub text_bytes: u64,
+    /// Of those, bytes on 2 MiB pages.
+    pub huge_bytes: u64,
+    /// 2 MiB pages used (`huge_bytes / 2 MiB`).
+    pub huge_pages: u64,
+    /// The 2 MiB blocks those mappings touch: the fewest pages that could
+    /// hold them at their addresses.
+    pub least_pages: u64,
+    /// Executable anonymous mappings not attached to a file (JIT code),
+    /// left out of the totals.
+    pub other_bytes: u64,
+}
+
+const HUGE: u64 = 2 << 20;
+
+fn is_loader_copy(name: &[u8]) -> bool {
+    name.is_empty() || name.starts_with(b"/memfd:hugeload:")
+}
+
+/// Calls `f` for each executable mapping of a program or library in an
+/// smaps text, and returns the totals.
+pub fn code<'a>(text: &'a [u8], mut f: impl FnMut(&Code<'a>)) -> Totals {
+    let mut totals = Totals::default();
+    let mut previous: Option<(u64, &'a [u8])> = None;
+    let mut last_block: Option<u64> = None;
+    parse(text, |m| {
+        let is_file = m.name.starts_with(b"/") && !m.name.starts_with(b"/memfd:");
+        let owner = if is_file {
+            Some((m.name, false))
+        } else if is_loader_copy(m.name) {
+            previous
+                .filter(|(end, _)| *end == m.start)
+                .map(|(_, file)| (file, true))
+        } else {
+            None
+        };
+        if let Some((file, _)) = owner {
+            previous = Some((m.end, file));
+        } else {
+            previous = None;
+        }
+        if !m.is_exec() || m.name.starts_with(b"[") {
+            return;
+        }
+        let Some((file, is_copy)) = owner else {
+            totals.other_bytes += m.len();
+            return;
+        };
+        let code = Code {
+            mapping: *m,
+            file,
+            is_copy,
+        };
+        totals.text_bytes += m.len();
+        totals.huge_bytes += m.huge_bytes();
+        let mut block = m.start & !(HUGE - 1);
+        while block < m.end {
+            if last_block.is_none_or(|b| block > b) {
+                totals.least_pages += 1;
+                last_block = Some(block);
+            }
+            block += HUGE;
+        }
+        f(&code);
+    });
+    totals.huge_pages = totals.huge_bytes / HUGE;
+    totals
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,5 +261,29 @@ KernelPageSize:     2048 kB
         assert_eq!(seen[2].name, b"/memfd:hugeload:node (deleted)");
         assert_eq!(seen[2].huge_bytes(), 4 << 20);
         assert_eq!(seen[2].kernel_page_kb, 2048);
+    }
+
+    #[test]
+    fn attributes_loader_copies_and_counts_totals() {
+        let text = b"00400000-00c00000 r-xp 00000000 fe:00 1 /usr/bin/node
+AnonHugePages:         0 kB
+00c00000-02600000 r-xp 00000000 00:00 0 
+AnonHugePages:     26624 kB
+02600000-02601000 r-xp 02200000 fe:00 1 /usr/bin/node
+7f0000000000-7f0000200000 r-xp 00000000 00:00 0 
+7f0000200000-7f0000300000 r-xp 00000000 fe:00 2 /usr/lib/libc.so.6
+7ffff7fc0000-7ffff7fc2000 r-xp 00000000 00:00 0                  [vdso]
+";
+        let mut seen = std::vec::Vec::new();
+        let totals = code(text, |c| seen.push((c.file.to_vec(), c.is_copy, c.backend())));
+        assert_eq!(seen.len(), 4);
+        assert_eq!(seen[1], (b"/usr/bin/node".to_vec(), true, "thp"));
+        assert_eq!(seen[3], (b"/usr/lib/libc.so.6".to_vec(), false, "-"));
+        assert_eq!(totals.text_bytes, 0x2201000 + 0x100000);
+        assert_eq!(totals.huge_bytes, 26624 * 1024);
+        assert_eq!(totals.huge_pages, 13);
+        assert_eq!(totals.other_bytes, 0x200000);
+        // 0x400000..0x2601000 touches 18 blocks; libc one more.
+        assert_eq!(totals.least_pages, 19);
     }
 }

@@ -9,7 +9,7 @@ use super::diag::{self, Report};
 use super::file::{ElfFile, Head, OpenFile};
 use super::map::{self, Loaded};
 use super::own;
-use super::{chain, mark, report};
+use super::{chain, mark, report, stat};
 use super::sys::{self, CPath};
 use hugeload::auxv::{self, ProgramFacts};
 use hugeload::elf::{MAX_INTERP, PAGE, PHDR_SIZE, page_up};
@@ -27,6 +27,9 @@ Runs PROGRAM with its code on 2 MiB pages.
   -b, --backend=auto|thp|hugetlb|off       where huge pages come from (default auto)
   -v, --verbose                            report what was mapped, and why anything was not
       --argv0=NAME                         argv[0] for the program (default: PROGRAM as given)
+      --stat [--json] PID...               how much code of running processes is on huge pages
+      --mark FILE... / --unmark FILE...    set/clear the binfmt_misc marker (e_ident[15] = 'H')
+      --binfmt-rule                        print the binfmt_misc rule for /etc/binfmt.d/hugeload.conf
   -h, --help                               this text
   -V, --version                            the version
 Environment: HUGELOAD_STRATEGY, HUGELOAD_BACKEND, HUGELOAD_VERBOSE=1, HUGELOAD_OFF=1
@@ -105,6 +108,7 @@ pub fn main(boot: &Boot) -> ! {
         Ok(Command::Mark { files }) => mark::main(boot, 1 + files, true),
         Ok(Command::Unmark { files }) => mark::main(boot, 1 + files, false),
         Ok(Command::BinfmtRule) => mark::print_rule(),
+        Ok(Command::Stat { args }) => stat::main(boot, 1 + args),
         Err(e) => {
             let (text, what) = e.message();
             let mut l = diag::line();

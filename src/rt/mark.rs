@@ -49,23 +49,21 @@ pub fn main(boot: &Boot, first: usize, mark: bool) -> ! {
 }
 
 fn set_mark(path: &[u8], mark: bool) -> Result<(), Refusal> {
-    let cpath = CPath::from_parts(&[path]).ok_or(Refusal::Load(LoadError::Os(36)))?;
-    let fd = sys::open(&cpath, O_RDWR | O_CLOEXEC).map_err(|e| Refusal::Load(LoadError::Os(e.0)))?;
-    let file = OpenFile::from_fd(fd).map_err(|e| {
-        sys::close(fd);
-        Refusal::Load(e)
-    })?;
-    let head = Head::read(&file).map_err(|e| {
-        file.close();
-        Refusal::Load(e)
-    })?;
-    let elf = ElfFile::parse(file, &head).map_err(Refusal::Load)?;
-    let result = check_markable(&elf, mark).and_then(|()| {
-        let byte = [if mark { MARK } else { 0 }];
-        sys::pwrite(elf.file.fd, &byte, MARK_INDEX as u64).map_err(|e| Refusal::Load(LoadError::Os(e.0)))
-    });
+    let load = |e: LoadError| Refusal::Load(e);
+    let cpath = CPath::from_parts(&[path]).ok_or(load(LoadError::Os(36)))?;
+    // Check what the file is through a read-only descriptor first: a
+    // running program (hugeload itself, say) cannot be opened for writing.
+    let file = OpenFile::open(&cpath).map_err(load)?;
+    let head = Head::read(&file).inspect_err(|_| file.close()).map_err(load)?;
+    let elf = ElfFile::parse(file, &head).map_err(load)?;
+    let checked = check_markable(&elf, mark);
     elf.file.close();
-    result
+    checked?;
+    let fd = sys::open(&cpath, O_RDWR | O_CLOEXEC).map_err(|e| load(LoadError::Os(e.0)))?;
+    let byte = [if mark { MARK } else { 0 }];
+    let written = sys::pwrite(fd, &byte, MARK_INDEX as u64).map_err(|e| load(LoadError::Os(e.0)));
+    sys::close(fd);
+    written
 }
 
 fn check_markable(elf: &ElfFile, mark: bool) -> Result<(), Refusal> {

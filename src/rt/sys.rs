@@ -268,3 +268,14 @@ pub fn pwrite(fd: Fd, bytes: &[u8], offset: u64) -> Result<()> {
     let n = check(unsafe { syscall!(Sysno::pwrite64, fd, bytes.as_ptr(), bytes.len(), offset) })?;
     if n == bytes.len() { Ok(()) } else { Err(EIO) }
 }
+
+/// read(2), retrying on EINTR.
+pub fn read(fd: Fd, buf: &mut [u8]) -> Result<usize> {
+    loop {
+        // SAFETY: the kernel writes at most `buf.len()` bytes into `buf`.
+        match check(unsafe { syscall!(Sysno::read, fd, buf.as_mut_ptr(), buf.len()) }) {
+            Err(EINTR) => continue,
+            r => return r,
+        }
+    }
+}

@@ -1,0 +1,198 @@
+//! `hugeload --stat [--json] PID...`: how much of a running process's code
+//! (program and shared libraries, whoever loaded it) sits on 2 MiB pages,
+//! from `/proc/PID/smaps`.
+
+use super::boot::Boot;
+use super::diag;
+use super::sys::{self, CPath};
+use hugeload::fmt::Line;
+use hugeload::smaps::{self, Code, Totals};
+use linux_raw_sys::general::{
+    MAP_ANONYMOUS, MAP_NORESERVE, MAP_PRIVATE, O_CLOEXEC, O_RDONLY, PROT_READ, PROT_WRITE,
+};
+
+/// The largest smaps file read.
+const SMAPS_MAX: usize = 256 << 20;
+
+/// Buffered standard output.
+struct Out {
+    buf: [u8; 16384],
+    len: usize,
+}
+
+impl Out {
+    fn put(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(self.buf.len()) {
+            if self.len + chunk.len() > self.buf.len() {
+                self.flush();
+            }
+            self.buf[self.len..self.len + chunk.len()].copy_from_slice(chunk);
+            self.len += chunk.len();
+        }
+    }
+    fn line(&mut self, l: &Line) {
+        self.put(l.as_bytes());
+    }
+    fn flush(&mut self) {
+        sys::write_all(1, &self.buf[..self.len]);
+        self.len = 0;
+    }
+}
+
+pub fn main(boot: &Boot, first: usize) -> ! {
+    let json = boot.args_from(first).any(|a| a == b"--json");
+    let mut pids = boot.args_from(first).filter(|a| *a != b"--json").peekable();
+    if pids.peek().is_none() {
+        let mut l = diag::line();
+        l.str("--stat needs at least one PID");
+        diag::emit(&mut l);
+        sys::exit(2);
+    }
+    // SAFETY: a fresh private mapping at an address the kernel chooses.
+    let buf = unsafe {
+        sys::mmap(0, SMAPS_MAX, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
+    };
+    let Ok(buf) = buf else {
+        diag::fail(b"--stat", hugeload::error::LoadError::Os(12));
+    };
+    // SAFETY: the mapping just made, used only here.
+    let buf = unsafe { core::slice::from_raw_parts_mut(buf as *mut u8, SMAPS_MAX) };
+    let mut out = Out { buf: [0; 16384], len: 0 };
+    let mut status = 0;
+    for pid in pids {
+        match read_smaps(pid, buf) {
+            Ok(n) => {
+                if json {
+                    print_json(&mut out, pid, &buf[..n]);
+                } else {
+                    print_text(&mut out, pid, &buf[..n]);
+                }
+            }
+            Err(e) => {
+                out.flush();
+                let mut l = diag::line();
+                l.bytes(pid).str(": ").str(match e.0 {
+                    2 => "No such process",
+                    _ => hugeload::error::errno_message(e.0),
+                });
+                diag::emit(&mut l);
+                status = 1;
+            }
+        }
+    }
+    out.flush();
+    sys::exit(status)
+}
+
+fn read_smaps(pid: &[u8], buf: &mut [u8]) -> Result<usize, sys::Errno> {
+    if pid.is_empty() || !pid.iter().all(u8::is_ascii_digit) {
+        return Err(sys::Errno(2));
+    }
+    let path = CPath::from_parts(&[b"/proc/", pid, b"/smaps"]).ok_or(sys::EINVAL)?;
+    let fd = sys::open(&path, O_RDONLY | O_CLOEXEC)?;
+    let mut n = 0;
+    while n < buf.len() {
+        match sys::read(fd, &mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) => {
+                sys::close(fd);
+                return Err(e);
+            }
+        }
+    }
+    sys::close(fd);
+    Ok(n)
+}
+
+fn print_text(out: &mut Out, pid: &[u8], text: &[u8]) {
+    let mut l = Line::new();
+    l.str("pid ").bytes(pid).str("\n");
+    out.line(&l);
+    let totals = smaps::code(text, |c: &Code| {
+        let m = &c.mapping;
+        let mut l = Line::new();
+        l.str("  ").hex(m.start, 12).str("-").hex(m.end, 12).str(" ").bytes(&m.perms).str(" huge ");
+        l.dec(m.huge_bytes().min(m.len())).str(" small ").dec(m.len().saturating_sub(m.huge_bytes()));
+        l.str(" ").str(c.backend()).str(" ").bytes(c.file);
+        if c.is_copy {
+            l.str(" (copy in ").bytes(if m.name.is_empty() { b"anonymous memory" } else { m.name }).str(")");
+        }
+        l.str("\n");
+        out.line(&l);
+    });
+    let mut l = Line::new();
+    l.str("  total text ").dec(totals.text_bytes).str(" bytes, on huge pages ").dec(totals.huge_bytes);
+    l.str(" bytes (").percent(totals.huge_bytes, totals.text_bytes).str("), huge pages ");
+    l.dec(totals.huge_pages).str(" of least possible ").dec(totals.least_pages);
+    if totals.other_bytes > 0 {
+        l.str("; ").dec(totals.other_bytes).str(" bytes of anonymous code (JIT) not counted");
+    }
+    l.str("\n");
+    out.line(&l);
+}
+
+fn json_string(out: &mut Out, s: &[u8]) {
+    out.put(b"\"");
+    for &b in s {
+        match b {
+            b'"' => out.put(b"\\\""),
+            b'\\' => out.put(b"\\\\"),
+            0..=0x1f | 0x7f.. => {
+                let mut l = Line::new();
+                l.str("\\u00").hex(b as u64, 2);
+                out.line(&l);
+            }
+            _ => out.put(&[b]),
+        }
+    }
+    out.put(b"\"");
+}
+
+fn json_number(out: &mut Out, key: &str, value: u64) {
+    let mut l = Line::new();
+    l.str("\"").str(key).str("\":").dec(value);
+    out.line(&l);
+}
+
+fn print_json(out: &mut Out, pid: &[u8], text: &[u8]) {
+    out.put(b"{\"pid\":");
+    out.put(pid);
+    out.put(b",\"mappings\":[");
+    let mut first = true;
+    let totals: Totals = smaps::code(text, |c: &Code| {
+        let m = &c.mapping;
+        if !first {
+            out.put(b",");
+        }
+        first = false;
+        out.put(b"{");
+        json_number(out, "start", m.start);
+        out.put(b",");
+        json_number(out, "end", m.end);
+        out.put(b",\"perms\":");
+        json_string(out, &m.perms);
+        out.put(b",\"file\":");
+        json_string(out, c.file);
+        out.put(b",\"name\":");
+        json_string(out, m.name);
+        out.put(b",");
+        json_number(out, "huge_bytes", m.huge_bytes().min(m.len()));
+        out.put(b",");
+        json_number(out, "small_bytes", m.len().saturating_sub(m.huge_bytes()));
+        out.put(b",\"backend\":");
+        json_string(out, c.backend().as_bytes());
+        out.put(b"}");
+    });
+    out.put(b"],");
+    json_number(out, "text_bytes", totals.text_bytes);
+    out.put(b",");
+    json_number(out, "huge_bytes", totals.huge_bytes);
+    out.put(b",");
+    json_number(out, "huge_pages", totals.huge_pages);
+    out.put(b",");
+    json_number(out, "least_pages", totals.least_pages);
+    out.put(b",");
+    json_number(out, "other_code_bytes", totals.other_bytes);
+    out.put(b"}\n");
+}
