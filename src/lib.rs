@@ -14,6 +14,7 @@ pub mod error;
 pub mod fmt;
 pub mod options;
 pub mod plan;
+pub mod procstat;
 pub mod script;
 pub mod smaps;
 pub mod stack;

@@ -128,6 +128,11 @@ impl Boot {
         }
     }
 
+    /// Address and size in bytes (AT_NULL included) of the kernel's auxv.
+    pub fn auxv_on_stack(&self) -> (usize, usize) {
+        (self.auxv_addr, 16 * (self.auxv.len() + 1))
+    }
+
     pub fn aux(&self, key: u32) -> Option<u64> {
         hugeload::auxv::get(&self.auxv, key)
     }

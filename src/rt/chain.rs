@@ -9,6 +9,10 @@ use super::boot::Boot;
 use super::file::ElfFile;
 use super::launch::is_secure;
 
+///
+/// The path is returned without its NUL; a NUL follows it in memory that
+/// stays mapped for the life of the process (an environment string, or a
+/// string of hugeload's image).
 pub fn real_interp(boot: &Boot, program: &ElfFile) -> Option<&'static [u8]> {
     if !is_secure(boot) {
         if let Some(path) = boot.env(b"HUGELOAD_INTERP").filter(|p| !p.is_empty()) {
@@ -19,5 +23,6 @@ pub fn real_interp(boot: &Boot, program: &ElfFile) -> Option<&'static [u8]> {
     if !linking.has_needed {
         return None;
     }
-    Some(if linking.needs_musl { arch::MUSL_INTERP } else { arch::GLIBC_INTERP })
+    let path = if linking.needs_musl { arch::MUSL_INTERP } else { arch::GLIBC_INTERP };
+    Some(&path[..path.len() - 1])
 }

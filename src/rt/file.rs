@@ -150,7 +150,9 @@ impl ElfFile {
 pub struct Linking {
     /// It names shared libraries (DT_NEEDED).
     pub has_needed: bool,
-    /// One of them is musl's libc (`libc.musl-*.so.1`).
+    /// One of them is musl's libc: `libc.musl-*.so.1` (Alpine and musl's
+    /// own install) or plain `libc.so` (Debian's musl-gcc); glibc programs
+    /// need `libc.so.6`.
     pub needs_musl: bool,
     /// DT_FLAGS_1 has DF_1_PIE.
     pub pie_flag: bool,
@@ -180,9 +182,11 @@ impl ElfFile {
             match tag {
                 DT_NEEDED => {
                     linking.has_needed = true;
-                    let mut name = [0u8; 10];
+                    let mut name = [0u8; 11];
                     if let Some(at) = strtab.and_then(|s| s.checked_add(value)) {
-                        if self.file.read_exact(&mut name, at).is_ok() && &name == b"libc.musl-" {
+                        let n = sys::pread(self.file.fd, &mut name, at).unwrap_or(0);
+                        let name = &name[..n];
+                        if name.starts_with(b"libc.musl-") || name.starts_with(b"libc.so\0") {
                             linking.needs_musl = true;
                         }
                     }

@@ -19,7 +19,9 @@ use super::map::{self, Loaded};
 use super::report;
 use super::sys::{self, CPath};
 use hugeload::error::LoadError;
+use hugeload::elf::{Image, PAGE, PHDR_SIZE, page_down};
 use hugeload::options::Backend;
+use hugeload::plan::{Range, Ranges};
 use linux_raw_sys::auxvec::{AT_BASE, AT_ENTRY, AT_PHDR, AT_PHNUM};
 
 pub fn main(boot: &mut Boot) -> ! {
@@ -43,9 +45,11 @@ pub fn main(boot: &mut Boot) -> ! {
     let mut exe_name = [0u8; 256];
     let exe_name = read_link(b"/proc/self/exe", &mut exe_name).unwrap_or(b"program");
 
+    let mut huge = Ranges::new();
     if settings.backend != Backend::Off && consistent {
         let loaded = map::remap_in_place(&program.file, image, bias, exe_name, &settings);
         report::report_program(&report, exe_name, image, &loaded, Some(b"(hugeload as PT_INTERP)"), &settings);
+        huge = loaded.huge_ranges();
     } else if !consistent {
         report.say(|l| {
             l.str("the program in memory does not match /proc/self/exe: left on 4 KiB pages");
@@ -72,6 +76,10 @@ pub fn main(boot: &mut Boot) -> ! {
         l.str("interpreter ").bytes(interp_path).str(" at 0x").hex(loaded.bias + interp.image.lo(), 0);
     });
     boot.set_aux(AT_BASE, loaded.bias);
+    if consistent {
+        name_real_interp(boot, image, bias, interp_path, &huge, &report);
+    }
+    save_auxv(boot, &report);
     program.file.close();
     interp.file.close();
     // SAFETY: the interpreter's entry point was just mapped executable; the
@@ -83,4 +91,97 @@ pub fn main(boot: &mut Boot) -> ! {
 fn read_link<'b>(path: &[u8], buf: &'b mut [u8; 256]) -> Option<&'b [u8]> {
     let n = sys::readlink(path, &mut buf[..]).ok()?;
     Some(&buf[..n])
+}
+
+/// glibc names its own link-map entry after the program's PT_INTERP string,
+/// so `dl_iterate_phdr` and debuggers would see hugeload's path for ld.so.
+/// Point the in-memory PT_INTERP program header at the real path instead
+/// (the string is NUL-terminated and stays mapped). Skipped, with a note,
+/// where the header sits on code or on a huge page: that page is not
+/// changed.
+fn name_real_interp(boot: &Boot, image: &Image, bias: u64, path: &'static [u8], huge: &Ranges, report: &Report) {
+    use goblin::elf::program_header::PT_INTERP;
+    let Some(phdr) = boot.aux(AT_PHDR) else { return };
+    let Some(index) = (0..image.e_phnum as u64).find(|i| {
+        // SAFETY: AT_PHDR and the program's e_phnum (checked against
+        // AT_PHNUM) describe the program headers the kernel mapped.
+        unsafe { *((phdr + i * PHDR_SIZE as u64) as *const u32) == PT_INTERP }
+    }) else {
+        return;
+    };
+    let field = phdr + index * PHDR_SIZE as u64 + 16; // p_vaddr
+    let page = page_down(field);
+    let holder = image.loads.iter().find(|s| {
+        let start = bias + s.vaddr;
+        start <= field && field + 8 <= start + s.filesz
+    });
+    let on_huge = huge.iter().any(|r| r.overlaps(&Range::new(page, page + PAGE)));
+    let Some(holder) = holder.filter(|s| !s.is_exec() && !s.is_write() && !on_huge) else {
+        report.say(|l| {
+            l.str("ld.so keeps the name of PT_INTERP (hugeload) in its link map: the program headers are not on a plain read-only page");
+        });
+        return;
+    };
+    let _ = holder;
+    let value = (path.as_ptr() as u64).wrapping_sub(bias);
+    use linux_raw_sys::general::{PROT_READ, PROT_WRITE};
+    // SAFETY: the page holds the program's read-only headers, mapped private
+    // by the kernel; nothing runs from it; it goes back to read-only.
+    unsafe {
+        if sys::mprotect(page as usize, PAGE as usize, PROT_READ | PROT_WRITE).is_err() {
+            return;
+        }
+        *(field as *mut u64) = value;
+        let _ = sys::mprotect(page as usize, PAGE as usize, PROT_READ);
+    }
+}
+
+/// Makes /proc/PID/auxv (read by gdb and written into core dumps) show
+/// the auxv the program gets, with AT_BASE naming the real interpreter.
+/// PR_SET_MM_MAP needs every layout field: they are read back from
+/// /proc/self/stat and given unchanged.
+fn save_auxv(boot: &Boot, report: &Report) {
+    let mut buf = [0u8; 2048];
+    let fields = read_stat(&mut buf).and_then(hugeload::procstat::parse);
+    let Some(f) = fields else { return };
+    let brk = sys::brk_now();
+    let (auxv, auxv_len) = boot.auxv_on_stack();
+    let map = linux_raw_sys::prctl::prctl_mm_map {
+        start_code: f.start_code,
+        end_code: f.end_code,
+        start_data: f.start_data,
+        end_data: f.end_data,
+        start_brk: f.start_brk,
+        brk,
+        start_stack: f.start_stack,
+        arg_start: f.arg_start,
+        arg_end: f.arg_end,
+        env_start: f.env_start,
+        env_end: f.env_end,
+        auxv: auxv as *mut u64,
+        auxv_size: auxv_len as u32,
+        exe_fd: u32::MAX,
+    };
+    let r = sys::prctl(
+        linux_raw_sys::prctl::PR_SET_MM as u32,
+        linux_raw_sys::prctl::PR_SET_MM_MAP as usize,
+        &map as *const _ as usize,
+        core::mem::size_of_val(&map),
+        0,
+    );
+    if let Err(e) = r {
+        report.say(|l| {
+            l.str("/proc/self/auxv keeps AT_BASE = hugeload (PR_SET_MM_MAP: ")
+                .str(hugeload::error::errno_message(e.0))
+                .str(")");
+        });
+    }
+}
+
+fn read_stat(buf: &mut [u8; 2048]) -> Option<&[u8]> {
+    let path = CPath::from_parts(&[b"/proc/self/stat"])?;
+    let fd = sys::open(&path, linux_raw_sys::general::O_RDONLY | linux_raw_sys::general::O_CLOEXEC).ok()?;
+    let n = sys::read(fd, &mut buf[..]);
+    sys::close(fd);
+    Some(&buf[..n.ok()?])
 }

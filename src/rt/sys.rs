@@ -279,3 +279,9 @@ pub fn read(fd: Fd, buf: &mut [u8]) -> Result<usize> {
         }
     }
 }
+
+/// The current program break (brk(0) changes nothing).
+pub fn brk_now() -> u64 {
+    // SAFETY: brk(0) only queries.
+    check(unsafe { syscall!(Sysno::brk, 0) }).unwrap_or(0) as u64
+}

@@ -14,10 +14,11 @@ use core::arch::global_asm;
 
 /// The ELF machine this build loads (`EM_X86_64`).
 pub const ELF_MACHINE: u16 = 62;
-/// The standard glibc program interpreter of this architecture.
-pub const GLIBC_INTERP: &[u8] = b"/lib64/ld-linux-x86-64.so.2";
-/// musl's program interpreter of this architecture.
-pub const MUSL_INTERP: &[u8] = b"/lib/ld-musl-x86_64.so.1";
+/// The standard glibc program interpreter of this architecture, with its
+/// NUL (the string must stay mapped: the program's link map may name it).
+pub static GLIBC_INTERP: &[u8] = b"/lib64/ld-linux-x86-64.so.2\0";
+/// musl's program interpreter of this architecture, with its NUL.
+pub static MUSL_INTERP: &[u8] = b"/lib/ld-musl-x86_64.so.1\0";
 /// `R_X86_64_RELATIVE`.
 pub const REL_RELATIVE: u32 = 8;
 
