@@ -13,6 +13,7 @@ pub mod elf;
 pub mod error;
 pub mod fmt;
 pub mod options;
+pub mod perfmap;
 pub mod plan;
 pub mod procstat;
 pub mod script;

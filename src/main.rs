@@ -26,8 +26,12 @@ mod launch;
 mod map;
 #[path = "rt/mark.rs"]
 mod mark;
+#[path = "rt/out.rs"]
+mod out;
 #[path = "rt/own.rs"]
 mod own;
+#[path = "rt/perfmap.rs"]
+mod perfmap;
 #[path = "rt/report.rs"]
 mod report;
 #[path = "rt/start.rs"]

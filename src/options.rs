@@ -50,6 +50,8 @@ pub struct Settings {
     pub strategy: Strategy,
     pub backend: Backend,
     pub verbose: bool,
+    /// Write `/tmp/perf-PID.map` for the code moved to huge pages.
+    pub perf_map: bool,
 }
 
 impl Default for Settings {
@@ -58,6 +60,7 @@ impl Default for Settings {
             strategy: Strategy::Conservative,
             backend: Backend::Auto,
             verbose: false,
+            perf_map: false,
         }
     }
 }
@@ -80,6 +83,9 @@ impl Settings {
         }
         if let Some(v) = get(b"HUGELOAD_VERBOSE") {
             s.verbose = is_true(v);
+        }
+        if let Some(v) = get(b"HUGELOAD_PERFMAP") {
+            s.perf_map = is_true(v);
         }
         if get(b"HUGELOAD_OFF").is_some_and(is_true) {
             s.backend = Backend::Off;
@@ -189,6 +195,7 @@ pub fn parse<'a>(
             }
             b"--argv0" => argv0 = Some(value),
             b"-v" | b"--verbose" => settings.verbose = true,
+            b"--perf-map" => settings.perf_map = true,
             b"-h" | b"--help" => return Ok(Command::Help),
             b"--mark" => return Ok(Command::Mark { files: index + 1 }),
             b"--unmark" => return Ok(Command::Unmark { files: index + 1 }),
@@ -213,9 +220,10 @@ mod tests {
 
     #[test]
     fn options_then_program() {
-        let (r, s) = run(&["-v", "--strategy=aggressive", "-b", "thp", "./prog", "-v"]);
-        assert_eq!(r, Ok(Command::Run { program: 4, argv0: None }));
+        let (r, s) = run(&["-v", "--strategy=aggressive", "-b", "thp", "--perf-map", "./prog", "-v"]);
+        assert_eq!(r, Ok(Command::Run { program: 5, argv0: None }));
         assert!(s.verbose);
+        assert!(s.perf_map);
         assert_eq!(s.strategy, Strategy::Aggressive);
         assert_eq!(s.backend, Backend::Thp);
         let (r, s) = run(&["-shugetlb", "x"]);

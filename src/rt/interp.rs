@@ -16,7 +16,7 @@ use super::diag::{self, Report};
 use super::file::{ElfFile, Head, OpenFile};
 use super::launch;
 use super::map::{self, Loaded};
-use super::report;
+use super::{perfmap, report};
 use super::sys::{self, CPath};
 use hugeload::error::LoadError;
 use hugeload::elf::{Image, PAGE, PHDR_SIZE, page_down};
@@ -50,6 +50,9 @@ pub fn main(boot: &mut Boot) -> ! {
         let loaded = map::remap_in_place(&program.file, image, bias, exe_name, &settings);
         report::report_program(&report, exe_name, image, &loaded, Some(b"(hugeload as PT_INTERP)"), &settings);
         huge = loaded.huge_ranges();
+        if settings.perf_map {
+            perfmap::write(&program.file, bias, &huge, exe_name, &report);
+        }
     } else if !consistent {
         report.say(|l| {
             l.str("the program in memory does not match /proc/self/exe: left on 4 KiB pages");

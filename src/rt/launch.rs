@@ -9,7 +9,7 @@ use super::diag::{self, Report};
 use super::file::{ElfFile, Head, OpenFile};
 use super::map::{self, Loaded};
 use super::own;
-use super::{chain, mark, report, stat};
+use super::{chain, mark, perfmap, report, stat};
 use super::sys::{self, CPath};
 use hugeload::auxv::{self, ProgramFacts};
 use hugeload::elf::{MAX_INTERP, PAGE, PHDR_SIZE, page_up};
@@ -27,12 +27,14 @@ Runs PROGRAM with its code on 2 MiB pages.
   -b, --backend=auto|thp|hugetlb|off       where huge pages come from (default auto)
   -v, --verbose                            report what was mapped, and why anything was not
       --argv0=NAME                         argv[0] for the program (default: PROGRAM as given)
+      --perf-map                           write /tmp/perf-PID.map for the code moved to huge pages
       --stat [--json] PID...               how much code of running processes is on huge pages
       --mark FILE... / --unmark FILE...    set/clear the binfmt_misc marker (e_ident[15] = 'H')
       --binfmt-rule                        print the binfmt_misc rule for /etc/binfmt.d/hugeload.conf
   -h, --help                               this text
   -V, --version                            the version
-Environment: HUGELOAD_STRATEGY, HUGELOAD_BACKEND, HUGELOAD_VERBOSE=1, HUGELOAD_OFF=1
+Environment: HUGELOAD_STRATEGY, HUGELOAD_BACKEND, HUGELOAD_VERBOSE=1, HUGELOAD_OFF=1,
+HUGELOAD_PERFMAP=1, HUGELOAD_INTERP=PATH (PT_INTERP mode)
 (options win; all ignored for secure-execution programs).
 ";
 
@@ -274,6 +276,9 @@ pub fn run(boot: &Boot, settings: &Settings, request: &Request) -> ! {
         .write(region, top)
         .unwrap_or_else(|| diag::fail(execfn.as_bytes(), LoadError::ImageTooLarge));
 
+    if settings.perf_map {
+        perfmap::write(&program.file, loaded.bias, &loaded.huge_ranges(), path.as_bytes(), &report);
+    }
     set_process_view(boot, &report, image, &loaded, &written, execfn.as_bytes(), program.file.fd);
     program.file.close();
     if let Some(i) = &interp {

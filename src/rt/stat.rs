@@ -4,6 +4,7 @@
 
 use super::boot::Boot;
 use super::diag;
+use super::out::Out;
 use super::sys::{self, CPath};
 use hugeload::fmt::Line;
 use hugeload::smaps::{self, Code, Totals};
@@ -13,31 +14,6 @@ use linux_raw_sys::general::{
 
 /// The largest smaps file read.
 const SMAPS_MAX: usize = 256 << 20;
-
-/// Buffered standard output.
-struct Out {
-    buf: [u8; 16384],
-    len: usize,
-}
-
-impl Out {
-    fn put(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(self.buf.len()) {
-            if self.len + chunk.len() > self.buf.len() {
-                self.flush();
-            }
-            self.buf[self.len..self.len + chunk.len()].copy_from_slice(chunk);
-            self.len += chunk.len();
-        }
-    }
-    fn line(&mut self, l: &Line) {
-        self.put(l.as_bytes());
-    }
-    fn flush(&mut self) {
-        sys::write_all(1, &self.buf[..self.len]);
-        self.len = 0;
-    }
-}
 
 pub fn main(boot: &Boot, first: usize) -> ! {
     let json = boot.args_from(first).any(|a| a == b"--json");
@@ -57,7 +33,7 @@ pub fn main(boot: &Boot, first: usize) -> ! {
     };
     // SAFETY: the mapping just made, used only here.
     let buf = unsafe { core::slice::from_raw_parts_mut(buf as *mut u8, SMAPS_MAX) };
-    let mut out = Out { buf: [0; 16384], len: 0 };
+    let mut out = Out::new(1);
     let mut status = 0;
     for pid in pids {
         match read_smaps(pid, buf) {

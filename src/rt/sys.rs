@@ -84,6 +84,12 @@ pub fn open(path: &CPath, flags: u32) -> Result<Fd> {
     check(unsafe { syscall!(Sysno::openat, AT_FDCWD, path.ptr(), flags, 0) }).map(|fd| fd as Fd)
 }
 
+/// openat(2) with a mode for a file it may create.
+pub fn open_mode(path: &CPath, flags: u32, mode: u32) -> Result<Fd> {
+    // SAFETY: `path` is NUL-terminated and lives across the call.
+    check(unsafe { syscall!(Sysno::openat, AT_FDCWD, path.ptr(), flags, mode) }).map(|fd| fd as Fd)
+}
+
 pub fn close(fd: Fd) {
     // SAFETY: closing a descriptor touches no memory.
     let _ = unsafe { syscall!(Sysno::close, fd) };

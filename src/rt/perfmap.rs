@@ -1,0 +1,108 @@
+//! Writes `/tmp/perf-PID.map` naming the functions that now run from
+//! anonymous or hugetlb memory, so `perf report` shows their names (see
+//! `hugeload::perfmap`). Only asked for with `--perf-map` or
+//! `HUGELOAD_PERFMAP=1` (never for secure-execution programs).
+
+use super::diag::Report;
+use super::file::OpenFile;
+use super::out::Out;
+use super::sys::{self, CPath};
+use hugeload::elf::page_down;
+use hugeload::fmt::Line;
+use hugeload::perfmap;
+use hugeload::plan::Range;
+use linux_raw_sys::general::{MAP_PRIVATE, O_CLOEXEC, O_CREAT, O_NOFOLLOW, O_TRUNC, O_WRONLY, PROT_READ};
+
+/// A read-only view of part of a file, unmapped when dropped.
+struct View {
+    addr: usize,
+    len: usize,
+    skip: usize,
+}
+
+impl View {
+    fn new(file: &OpenFile, offset: u64, len: u64) -> Option<View> {
+        let end = offset.checked_add(len)?;
+        if end > file.size || len == 0 {
+            return None;
+        }
+        let start = page_down(offset);
+        let skip = (offset - start) as usize;
+        let map_len = skip + len as usize;
+        // SAFETY: a fresh read-only private mapping of our own file.
+        let addr = unsafe { sys::mmap(0, map_len, PROT_READ, MAP_PRIVATE, file.fd, start) }.ok()?;
+        Some(View {
+            addr,
+            len: map_len,
+            skip,
+        })
+    }
+    fn bytes(&self) -> &[u8] {
+        // SAFETY: the mapping lives as long as `self` and is read-only.
+        unsafe { core::slice::from_raw_parts((self.addr + self.skip) as *const u8, self.len - self.skip) }
+    }
+}
+
+impl Drop for View {
+    fn drop(&mut self) {
+        // SAFETY: the mapping is ours; no slice of it outlives `self`.
+        let _ = unsafe { sys::munmap(self.addr, self.len) };
+    }
+}
+
+fn getpid() -> u64 {
+    // SAFETY: getpid takes no arguments.
+    unsafe { syscalls::syscall!(syscalls::Sysno::getpid) }.unwrap_or(0) as u64
+}
+
+pub fn write(file: &OpenFile, bias: u64, moved: &[Range], path: &[u8], report: &Report) {
+    if moved.is_empty() {
+        return;
+    }
+    let mut name = Line::new();
+    name.str("/tmp/perf-").dec(getpid()).str(".map");
+    let Some(map_path) = CPath::from_parts(&[name.as_bytes()]) else { return };
+    let fd = match sys::open_mode(&map_path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0o644) {
+        Ok(fd) => fd,
+        Err(e) => {
+            report.say(|l| {
+                l.bytes(name.as_bytes()).str(": ").str(hugeload::error::errno_message(e.0));
+            });
+            return;
+        }
+    };
+    let mut out = Out::new(fd);
+    let mut count = 0u64;
+    let mut header = [0u8; 64];
+    if file.read_exact(&mut header, 0).is_ok() {
+        let shoff = u64::from_le_bytes(header[40..48].try_into().unwrap_or([0; 8]));
+        let shnum = u16::from_le_bytes([header[60], header[61]]) as u64;
+        let tables = View::new(file, shoff, shnum * perfmap::SHDR_SIZE as u64);
+        let symbols = tables.as_ref().and_then(|t| perfmap::symbol_tables(t.bytes()));
+        if let Some((symtab, strtab)) = symbols {
+            if let (Some(syms), Some(strs)) =
+                (View::new(file, symtab.offset, symtab.size), View::new(file, strtab.offset, strtab.size))
+            {
+                perfmap::functions_in(syms.bytes(), strs.bytes(), bias, moved, |start, size, fname| {
+                    let mut l = Line::new();
+                    l.hex(start, 0).str(" ").hex(size, 0).str(" ").bytes(fname).str("\n");
+                    out.line(&l);
+                    count += 1;
+                });
+            }
+        }
+    }
+    if count == 0 {
+        // A stripped program: one line per moved range, naming the file.
+        for r in moved {
+            let mut l = Line::new();
+            l.hex(r.start, 0).str(" ").hex(r.len(), 0).str(" [").bytes(path).str("]\n");
+            out.line(&l);
+        }
+    }
+    out.flush();
+    sys::close(fd);
+    report.say(|l| {
+        l.str("perf map ").bytes(name.as_bytes()).str(": ").dec(count).str(" functions");
+    });
+}
