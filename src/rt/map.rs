@@ -106,6 +106,13 @@ impl Loaded {
     }
 }
 
+/// Whether memory-deny-write-execute is on (Linux 6.3+; systemd's
+/// MemoryDenyWriteExecute= may use it).
+fn refuses_exec_gain() -> bool {
+    const PR_GET_MDWE: u32 = 66;
+    sys::prctl(PR_GET_MDWE, 0, 0, 0, 0).unwrap_or(0) & 1 != 0
+}
+
 fn randomizes() -> bool {
     sys::personality() & ADDR_NO_RANDOMIZE == 0
 }
@@ -338,6 +345,11 @@ fn map_huge(
                 step: "disabled for this process (PR_SET_THP_DISABLE)",
                 errno: None,
             })
+        } else if refuses_exec_gain() {
+            Err(Cause {
+                step: "needs an mprotect that adds exec, which MDWE (PR_SET_MDWE) refuses",
+                errno: None,
+            })
         } else {
             place_thp(file, image, bias, range)
         };
@@ -373,7 +385,10 @@ fn fill(file: &OpenFile, image: &Image, bias: u64, range: Range, dest: u64) -> R
 }
 
 /// THP: an anonymous, 2 MiB-aligned mapping marked MADV_HUGEPAGE, filled,
-/// collapsed, made read+exec, then moved over the reservation.
+/// collapsed, moved over the reservation, and only then made read+exec, so
+/// that the kernel reports an executable mapping at its final address
+/// (perf and other profilers see it there). If that last step fails, the
+/// range gets its ordinary file mappings back at once.
 fn place_thp(file: &OpenFile, image: &Image, bias: u64, range: Range) -> Result<(), Cause> {
     let len = range.len();
     // SAFETY: a fresh mapping at an address the kernel chooses.
@@ -402,13 +417,34 @@ fn place_thp(file: &OpenFile, image: &Image, bias: u64, range: Range) -> Result<
     fill(file, image, bias, range, tmp).map_err(discard)?;
     sys::madvise(tmp as usize, len as usize, MADV_COLLAPSE)
         .map_err(|e| discard(cause("madvise(MADV_COLLAPSE)", e)))?;
-    // SAFETY: the temporary mapping is ours; it goes from RW to RX, never
-    // both writable and executable.
-    unsafe { sys::mprotect(tmp as usize, len as usize, PROT_READ | PROT_EXEC) }
-        .map_err(|e| discard(cause("mprotect(PROT_READ|PROT_EXEC)", e)))?;
-    // SAFETY: the destination lies in this image's reservation.
+    // SAFETY: the destination lies in this image's reservation (launcher)
+    // or is the kernel's mapping of the same bytes (PT_INTERP); nothing
+    // runs from it before the program starts.
     unsafe { sys::mremap_fixed(tmp as usize, len as usize, range.start as usize) }
-        .map_err(|e| discard(cause("mremap", e)))
+        .map_err(|e| discard(cause("mremap", e)))?;
+    // SAFETY: the range is ours; it goes from RW to RX, never both
+    // writable and executable.
+    if let Err(e) = unsafe { sys::mprotect(range.start as usize, len as usize, PROT_READ | PROT_EXEC) } {
+        let restored = map_ordinary_within(file, image, bias, range);
+        let step = if restored.is_ok() {
+            "mprotect(PROT_READ|PROT_EXEC) refused (MDWE or an LSM)"
+        } else {
+            "mprotect(PROT_READ|PROT_EXEC) refused, and the file mapping could not be restored"
+        };
+        return Err(cause(step, e));
+    }
+    Ok(())
+}
+
+/// Maps `range` of the image from the file, as the kernel would.
+fn map_ordinary_within(file: &OpenFile, image: &Image, bias: u64, range: Range) -> Result<(), LoadError> {
+    let mut result = Ok(());
+    plan::ordinary_mappings(image, bias, range, &[], |m| {
+        if result.is_ok() {
+            result = map_one(file, &m);
+        }
+    });
+    result
 }
 
 /// hugetlb: a memfd of 2 MiB pages (reserved when first mapped, so an empty
