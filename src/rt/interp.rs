@@ -50,6 +50,7 @@ pub fn main(boot: &mut Boot) -> ! {
         let loaded = map::remap_in_place(&program.file, image, bias, exe_name, &settings);
         report::report_program(&report, exe_name, image, &loaded, Some(b"(hugeload as PT_INTERP)"), &settings);
         huge = loaded.huge_ranges();
+        map::keep_hugetlb_in_core_dumps(&loaded, &report);
         if settings.perf_map {
             perfmap::write(&program.file, bias, &huge, exe_name, &report);
         }

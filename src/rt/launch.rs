@@ -232,6 +232,7 @@ pub fn run(boot: &Boot, settings: &Settings, request: &Request) -> ! {
     let loaded = map::load_program(&program.file, image, path.as_bytes(), settings)
         .unwrap_or_else(|e| diag::fail(path.as_bytes(), e));
     report::report_program(&report, path.as_bytes(), image, &loaded, interp_path, settings);
+    map::keep_hugetlb_in_core_dumps(&loaded, &report);
     let interp_loaded = interp.as_ref().map(|i| {
         map::load_plain(&i.file, &i.image).unwrap_or_else(|e| diag::fail(interp_path.unwrap_or(b""), e))
     });

@@ -490,6 +490,33 @@ fn place_hugetlb(file: &OpenFile, image: &Image, bias: u64, range: Range, name: 
     result
 }
 
+/// Core dumps leave out shared hugetlb memory by default
+/// (`/proc/PID/coredump_filter` bit 6), which would leave the program's
+/// code out of its cores: turn that bit on when hugetlb holds code.
+pub fn keep_hugetlb_in_core_dumps(loaded: &Loaded, report: &Report) {
+    if !loaded.outcomes.iter().any(|o| o.kind == Some(HugeKind::Hugetlb)) {
+        return;
+    }
+    const SHARED_HUGETLB: u64 = 1 << 6;
+    let Some(path) = CPath::from_parts(&[b"/proc/self/coredump_filter"]) else { return };
+    use linux_raw_sys::general::{O_CLOEXEC, O_RDWR};
+    let Ok(fd) = sys::open(&path, O_RDWR | O_CLOEXEC) else { return };
+    let mut buf = [0u8; 32];
+    let n = sys::read(fd, &mut buf).unwrap_or(0);
+    let text = buf[..n].strip_suffix(b"\n").unwrap_or(&buf[..n]);
+    let current = core::str::from_utf8(text).ok().and_then(|t| u64::from_str_radix(t, 16).ok());
+    if let Some(current) = current.filter(|c| c & SHARED_HUGETLB == 0) {
+        let mut l = hugeload::fmt::Line::new();
+        l.str("0x").hex(current | SHARED_HUGETLB, 0).str("\n");
+        if sys::pwrite(fd, l.as_bytes(), 0).is_ok() {
+            report.say(|l| {
+                l.str("coredump_filter: shared hugetlb memory included, so cores hold the code");
+            });
+        }
+    }
+    sys::close(fd);
+}
+
 /// Describes a fallback for the report.
 pub fn say_cause(report: &Report, range: Range, o: &Outcome) {
     report.say(|l| {
