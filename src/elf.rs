@@ -16,8 +16,10 @@ pub use goblin::elf64::program_header::ProgramHeader;
 pub const EHDR_SIZE: usize = 64;
 /// Size of an ELF64 program header.
 pub const PHDR_SIZE: usize = 56;
-/// The kernel refuses program header tables larger than this.
-pub const MAX_PHDR_BYTES: usize = 65536;
+/// The largest program header table hugeload reads (292 headers; real
+/// programs have a dozen or two). The kernel's own limit is 64 KiB; this
+/// one keeps hugeload's stack small, since it runs on the program's stack.
+pub const MAX_PHDR_BYTES: usize = 16384;
 /// How many PT_LOAD segments a program may have here.
 pub const MAX_LOADS: usize = 64;
 /// Longest PT_INTERP string the kernel accepts (PATH_MAX).
@@ -349,6 +351,8 @@ fn add_load(image: &mut Image, ph: &ProgramHeader, file_size: u64) -> Result<(),
 
 /// Most bytes of PT_DYNAMIC read (4096 entries).
 pub const MAX_DYNAMIC: usize = 65536;
+/// Size of one dynamic entry.
+pub const DYN_SIZE: usize = 16;
 
 impl Image {
     /// The file offset holding link-time address `vaddr`, if a PT_LOAD maps

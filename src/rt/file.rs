@@ -87,11 +87,10 @@ impl Head {
     }
 }
 
-/// A validated ELF file, with its program header table.
+/// A validated ELF file.
 pub struct ElfFile {
     pub file: OpenFile,
     pub image: Image,
-    pub phdrs: [u8; MAX_PHDR_BYTES],
 }
 
 impl ElfFile {
@@ -112,7 +111,6 @@ impl ElfFile {
                 exec_stack: false,
                 max_align: elf::PAGE,
             },
-            phdrs: [0; MAX_PHDR_BYTES],
         };
         match elf.parse_in_place(head) {
             Ok(()) => Ok(elf),
@@ -129,8 +127,9 @@ impl ElfFile {
         if header.e_phoff.checked_add(table_len as u64).is_none_or(|e| e > self.file.size) {
             return Err(LoadError::HeadersOutsideFile);
         }
-        self.file.read_exact(&mut self.phdrs[..table_len], header.e_phoff)?;
-        self.image = elf::parse_image(&header, &self.phdrs[..table_len], self.file.size)?;
+        let mut table = [0u8; MAX_PHDR_BYTES];
+        self.file.read_exact(&mut table[..table_len], header.e_phoff)?;
+        self.image = elf::parse_image(&header, &table[..table_len], self.file.size)?;
         Ok(())
     }
 
@@ -167,35 +166,52 @@ impl ElfFile {
         use goblin::elf::dynamic::{DT_FLAGS_1, DT_NEEDED, DT_SONAME, DT_STRTAB};
         const DF_1_PIE: u64 = 0x0800_0000;
         let mut linking = Linking::default();
-        let Some(range) = self.image.dynamic else {
-            return linking;
-        };
-        let mut table = [0u8; elf::MAX_DYNAMIC];
-        let table = &mut table[..range.len as usize];
-        if self.file.read_exact(table, range.offset).is_err() {
-            return linking;
-        }
-        let strtab = elf::dynamic_entries(table)
-            .find(|&(tag, _)| tag == DT_STRTAB)
-            .and_then(|(_, vaddr)| self.image.file_offset_of(vaddr));
-        for (tag, value) in elf::dynamic_entries(table) {
-            match tag {
-                DT_NEEDED => {
-                    linking.has_needed = true;
-                    let mut name = [0u8; 11];
-                    if let Some(at) = strtab.and_then(|s| s.checked_add(value)) {
-                        let n = sys::pread(self.file.fd, &mut name, at).unwrap_or(0);
-                        let name = &name[..n];
-                        if name.starts_with(b"libc.musl-") || name.starts_with(b"libc.so\0") {
-                            linking.needs_musl = true;
-                        }
+        let mut strtab = None;
+        self.for_each_dynamic(|tag, value| {
+            if tag == DT_STRTAB {
+                strtab = self.image.file_offset_of(value);
+            }
+        });
+        self.for_each_dynamic(|tag, value| match tag {
+            DT_NEEDED => {
+                linking.has_needed = true;
+                let mut name = [0u8; 11];
+                if let Some(at) = strtab.and_then(|s| s.checked_add(value)) {
+                    let n = sys::pread(self.file.fd, &mut name, at).unwrap_or(0);
+                    let name = &name[..n];
+                    if name.starts_with(b"libc.musl-") || name.starts_with(b"libc.so\0") {
+                        linking.needs_musl = true;
                     }
                 }
-                DT_FLAGS_1 => linking.pie_flag = value & DF_1_PIE != 0,
-                DT_SONAME => linking.has_soname = true,
-                _ => {}
             }
-        }
+            DT_FLAGS_1 => linking.pie_flag = value & DF_1_PIE != 0,
+            DT_SONAME => linking.has_soname = true,
+            _ => {}
+        });
         linking
+    }
+
+    /// Calls `f(d_tag, d_val)` for the dynamic entries read from the file,
+    /// a small chunk at a time, up to DT_NULL.
+    fn for_each_dynamic(&self, mut f: impl FnMut(u64, u64)) {
+        let Some(range) = self.image.dynamic else { return };
+        let mut chunk = [0u8; 1024];
+        let mut done = 0;
+        while done < range.len {
+            let len = (range.len - done).min(chunk.len() as u64) as usize;
+            let len = len - len % elf::DYN_SIZE;
+            if len == 0 || self.file.read_exact(&mut chunk[..len], range.offset + done).is_err() {
+                return;
+            }
+            let mut entries = 0;
+            for (tag, value) in elf::dynamic_entries(&chunk[..len]) {
+                f(tag, value);
+                entries += 1;
+            }
+            if entries * elf::DYN_SIZE < len {
+                return; // DT_NULL
+            }
+            done += len as u64;
+        }
     }
 }

@@ -10,6 +10,7 @@
 //! (`HUGELOAD_*`) configures it, except for secure-execution programs.
 
 use super::arch;
+use super::start;
 use super::boot::Boot;
 use super::chain;
 use super::diag::{self, Report};
@@ -66,7 +67,7 @@ pub fn main(boot: &mut Boot) -> ! {
         boot.set_aux(AT_BASE, 0);
         // SAFETY: the kernel's stack, unchanged but for AT_BASE, and the
         // program's entry point, mapped by the kernel.
-        unsafe { arch::enter(entry as usize, boot.sp) }
+        unsafe { arch::enter(entry as usize, boot.sp, start::work_stack()) }
     };
     let ipath = CPath::from_parts(&[interp_path]).unwrap_or_else(|| diag::fail(interp_path, LoadError::BadInterpPath));
     let interp = OpenFile::open(&ipath)
@@ -88,7 +89,7 @@ pub fn main(boot: &mut Boot) -> ! {
     interp.file.close();
     // SAFETY: the interpreter's entry point was just mapped executable; the
     // stack is the kernel's, complete, with AT_BASE naming the interpreter.
-    unsafe { arch::enter(loaded.entry(&interp.image) as usize, boot.sp) }
+    unsafe { arch::enter(loaded.entry(&interp.image) as usize, boot.sp, start::work_stack()) }
 }
 
 /// The target of symbolic link `path`.

@@ -4,6 +4,7 @@
 //! then map, build the stack, fix what /proc shows, and jump.
 
 use super::arch;
+use super::start;
 use super::boot::Boot;
 use super::diag::{self, Report};
 use super::file::{ElfFile, Head, OpenFile};
@@ -287,7 +288,7 @@ pub fn run(boot: &Boot, settings: &Settings, request: &Request) -> ! {
     }
     // SAFETY: the entry point is mapped executable, and the stack holds a
     // complete argc/argv/envp/auxv.
-    unsafe { arch::enter(entry as usize, written.sp as usize) }
+    unsafe { arch::enter(entry as usize, written.sp as usize, start::work_stack()) }
 }
 
 /// What /proc shows of the process: the program's code and data bounds,

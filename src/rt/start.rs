@@ -1,22 +1,60 @@
 //! From the entry stub to a mode. `hugeload_start` runs first, on the
-//! kernel's stack, with the image relocated; it moves the stack pointer
-//! below room for the program's new initial stack and continues in `run`.
+//! kernel's stack, with the image relocated. hugeload does its work on a
+//! stack of its own (an anonymous mapping with a guard page, unmapped by the
+//! final jump), so that the program's stack limit does not bound hugeload
+//! and the memory below the kernel's stack pointer stays free for the
+//! program's new initial stack. If that mapping cannot be made, hugeload
+//! runs on the kernel's stack below room for the new initial stack.
 
 use super::arch;
+use super::sys;
+use core::sync::atomic::{AtomicUsize, Ordering};
+use hugeload::elf::PAGE;
 use super::boot::Boot;
 use super::{interp, launch};
 use linux_raw_sys::auxvec::{AT_BASE, AT_EXECFD, AT_FLAGS};
 
+/// Size of hugeload's work stack.
+const WORK_STACK: usize = 512 << 10;
+
+/// The work stack's mapping (address, length), for the final jump.
+static WORK_STACK_MAPPING: [AtomicUsize; 2] = [AtomicUsize::new(0), AtomicUsize::new(0)];
+
+/// The mapping the final jump must remove: hugeload's work stack.
+pub fn work_stack() -> (usize, usize) {
+    (
+        WORK_STACK_MAPPING[0].load(Ordering::Relaxed),
+        WORK_STACK_MAPPING[1].load(Ordering::Relaxed),
+    )
+}
+
 /// Called by `_start` with the kernel's stack pointer.
 #[unsafe(no_mangle)]
 pub extern "C" fn hugeload_start(sp: usize) -> ! {
-    // SAFETY: `sp` is the kernel's initial stack pointer.
-    let boot = unsafe { Boot::read(sp) };
-    let room = boot.stack_bound();
-    // SAFETY: the region between the new stack pointer and `sp` is unused
-    // stack (the stack grows down into it); `run` re-reads everything it
-    // needs from above `sp`.
-    unsafe { arch::switch_stack(sp - room, run, sp) }
+    use linux_raw_sys::general::{MAP_ANONYMOUS, MAP_NORESERVE, MAP_PRIVATE, PROT_NONE, PROT_READ, PROT_WRITE};
+    let len = WORK_STACK + PAGE as usize;
+    // SAFETY: a fresh private mapping at an address the kernel chooses.
+    let stack = unsafe {
+        sys::mmap(0, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
+    };
+    // SAFETY (both arms): `run` re-reads everything it needs from above
+    // `sp`; the new stack region is unused.
+    match stack {
+        Ok(addr) => {
+            // The lowest page is a guard: an overflow faults instead of
+            // writing into whatever lies below.
+            // SAFETY: the page belongs to the mapping just made.
+            let _ = unsafe { sys::mprotect(addr, PAGE as usize, PROT_NONE) };
+            WORK_STACK_MAPPING[0].store(addr, Ordering::Relaxed);
+            WORK_STACK_MAPPING[1].store(len, Ordering::Relaxed);
+            unsafe { arch::switch_stack(addr + len, run, sp) }
+        }
+        Err(_) => {
+            // SAFETY: `sp` is the kernel's initial stack pointer.
+            let room = unsafe { Boot::read(sp) }.stack_bound();
+            unsafe { arch::switch_stack(sp - room, run, sp) }
+        }
+    }
 }
 
 extern "C" fn run(sp: usize) -> ! {

@@ -77,12 +77,20 @@ global_asm!(
     ".size _start, . - _start",
     "",
     ".text",
-    // enter(entry: rdi, sp: rsi) -> !
+    // enter(entry: rdi, sp: rsi, unmap_addr: rdx, unmap_len: rcx) -> !
+    // Switches to the program's stack, unmaps hugeload's work stack (no
+    // stack is used after that), clears the registers and jumps.
     ".globl hugeload_enter",
     ".type hugeload_enter,@function",
     "hugeload_enter:",
     "    mov rsp, rsi",
-    "    mov r11, rdi",
+    "    mov r12, rdi",
+    "    mov rdi, rdx",
+    "    mov rsi, rcx",
+    "    mov eax, 11", // SYS_munmap; a zero length just fails
+    "    syscall",
+    "    mov r11, r12",
+    "    xor r12d, r12d",
     "    xor eax, eax",
     "    xor ebx, ebx",
     "    xor ecx, ecx",
@@ -185,19 +193,22 @@ global_asm!(
 );
 
 unsafe extern "C" {
-    fn hugeload_enter(entry: usize, sp: usize) -> !;
+    fn hugeload_enter(entry: usize, sp: usize, unmap_addr: usize, unmap_len: usize) -> !;
     fn hugeload_switch_stack(sp: usize, f: extern "C" fn(usize) -> !, arg: usize) -> !;
 }
 
 /// Hands the process to `entry` with the stack pointer at `sp` (which must
-/// point at argc and be 16-byte aligned), all general registers zero.
+/// point at argc and be 16-byte aligned), all general registers zero, after
+/// unmapping `[unmap.0, unmap.0 + unmap.1)` (hugeload's work stack, which
+/// the caller may be running on; `(0, 0)` for none).
 ///
 /// # Safety
 /// `entry` must be a program entry point mapped executable and `sp` a
-/// complete initial stack (argc, argv, envp, auxv) the program may own.
-pub unsafe fn enter(entry: usize, sp: usize) -> ! {
+/// complete initial stack (argc, argv, envp, auxv) the program may own,
+/// outside the range to unmap.
+pub unsafe fn enter(entry: usize, sp: usize, unmap: (usize, usize)) -> ! {
     // SAFETY: the caller guarantees entry and stack; the stub never returns.
-    unsafe { hugeload_enter(entry, sp) }
+    unsafe { hugeload_enter(entry, sp, unmap.0, unmap.1) }
 }
 
 /// Runs `f(arg)` with the stack pointer at `sp` (rounded down to 16 bytes).
