@@ -6,9 +6,7 @@ use crate::error::LoadError;
 use goblin::elf::header::{
     ELFCLASS32, ELFCLASS64, ELFDATA2LSB, ELFMAG, ET_DYN, ET_EXEC, EV_CURRENT, SELFMAG,
 };
-use goblin::elf::program_header::{
-    PF_R, PF_W, PF_X, PT_DYNAMIC, PT_GNU_STACK, PT_INTERP, PT_LOAD,
-};
+use goblin::elf::program_header::{PF_R, PF_W, PF_X, PT_DYNAMIC, PT_GNU_STACK, PT_INTERP, PT_LOAD};
 pub use goblin::elf64::header::Header;
 pub use goblin::elf64::program_header::ProgramHeader;
 
@@ -222,7 +220,11 @@ impl Image {
     }
     /// Bytes of executable segments (their `p_memsz`).
     pub fn text_bytes(&self) -> u64 {
-        self.loads.iter().filter(|s| s.is_exec()).map(|s| s.memsz).sum()
+        self.loads
+            .iter()
+            .filter(|s| s.is_exec())
+            .map(|s| s.memsz)
+            .sum()
     }
 }
 
@@ -272,7 +274,11 @@ pub fn parse_image(header: &Header, table: &[u8], file_size: u64) -> Result<Imag
             }
             PT_DYNAMIC => {
                 let len = ph.p_filesz.min(MAX_DYNAMIC as u64);
-                if ph.p_offset.checked_add(len).is_some_and(|end| end <= file_size) {
+                if ph
+                    .p_offset
+                    .checked_add(len)
+                    .is_some_and(|end| end <= file_size)
+                {
                     image.dynamic = Some(FileRange {
                         offset: ph.p_offset,
                         len,
@@ -460,7 +466,11 @@ mod tests {
         let r = load(0, 0x800, R);
         let x = load(0x1000, 0x3000, RX);
         let w = load(0x5000, 0x2000, RW);
-        let b = elf_bytes(ET_DYN, 0x1100, &[(PT_LOAD, &r), (PT_LOAD, &x), (PT_LOAD, &w)]);
+        let b = elf_bytes(
+            ET_DYN,
+            0x1100,
+            &[(PT_LOAD, &r), (PT_LOAD, &x), (PT_LOAD, &w)],
+        );
         let img = image_of(&b, BIG).unwrap();
         assert!(img.is_dyn());
         assert_eq!(img.loads.len(), 3);
@@ -474,7 +484,10 @@ mod tests {
     fn rejects_what_is_not_a_64_bit_x86_executable() {
         let x = load(0x1000, 0x1000, RX);
         let mut b = elf_bytes(ET_EXEC, 0x1000, &[(PT_LOAD, &x)]);
-        assert_eq!(parse_header(b"#!/bin/sh\n", 62), Err(LoadError::NotElfOrScript));
+        assert_eq!(
+            parse_header(b"#!/bin/sh\n", 62),
+            Err(LoadError::NotElfOrScript)
+        );
         assert_eq!(parse_header(&b[..40], 62), Err(LoadError::ShortRead));
         b[4] = ELFCLASS32;
         assert_eq!(parse_header(&b, 62), Err(LoadError::Elf32));
@@ -558,7 +571,13 @@ mod tests {
             &[(PT_INTERP, &i), (PT_LOAD, &x), (PT_GNU_STACK, &s)],
         );
         let img = image_of(&b, BIG).unwrap();
-        assert_eq!(img.interp, Some(FileRange { offset: 0x200, len: 28 }));
+        assert_eq!(
+            img.interp,
+            Some(FileRange {
+                offset: 0x200,
+                len: 28
+            })
+        );
         assert!(img.exec_stack);
         assert_eq!(interp_path(b"/lib/ld.so\0"), Ok(&b"/lib/ld.so"[..]));
         assert_eq!(interp_path(b"/lib/ld.so"), Err(LoadError::BadInterpPath));

@@ -84,7 +84,9 @@ impl LoadError {
                 "cannot execute: the program asks for an executable stack (hugeload never maps W+X)"
             }
             LoadError::BadInterpPath => "cannot execute: malformed program interpreter path",
-            LoadError::InterpNotElf => "cannot execute: the program interpreter is not a usable ELF",
+            LoadError::InterpNotElf => {
+                "cannot execute: the program interpreter is not a usable ELF"
+            }
             LoadError::InterpHasInterp => {
                 "cannot execute: the program interpreter asks for an interpreter"
             }

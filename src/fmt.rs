@@ -99,7 +99,13 @@ mod tests {
     #[test]
     fn formats_numbers() {
         let mut l = Line::new();
-        l.dec(0).str(" ").dec(1234567890).str(" ").hex(0xb6f000, 16).str(" ").hex(0, 0);
+        l.dec(0)
+            .str(" ")
+            .dec(1234567890)
+            .str(" ")
+            .hex(0xb6f000, 16)
+            .str(" ")
+            .hex(0, 0);
         l.str(" ").int(-12).str(" ").percent(1, 3);
         assert_eq!(l.as_bytes(), b"0 1234567890 0000000000b6f000 0 -12 33%");
         let mut l = Line::new();

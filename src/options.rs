@@ -106,13 +106,19 @@ pub enum Command<'a> {
     Help,
     Version,
     /// `--mark FILE...`: the files are the arguments from this index on.
-    Mark { files: usize },
+    Mark {
+        files: usize,
+    },
     /// `--unmark FILE...`.
-    Unmark { files: usize },
+    Unmark {
+        files: usize,
+    },
     /// `--binfmt-rule`: print the binfmt_misc registration line.
     BinfmtRule,
     /// `--stat [--json] PID...`: the arguments from this index on.
-    Stat { args: usize },
+    Stat {
+        args: usize,
+    },
 }
 
 /// A command line that makes no sense; hugeload prints usage and exits 2.
@@ -220,8 +226,22 @@ mod tests {
 
     #[test]
     fn options_then_program() {
-        let (r, s) = run(&["-v", "--strategy=aggressive", "-b", "thp", "--perf-map", "./prog", "-v"]);
-        assert_eq!(r, Ok(Command::Run { program: 5, argv0: None }));
+        let (r, s) = run(&[
+            "-v",
+            "--strategy=aggressive",
+            "-b",
+            "thp",
+            "--perf-map",
+            "./prog",
+            "-v",
+        ]);
+        assert_eq!(
+            r,
+            Ok(Command::Run {
+                program: 5,
+                argv0: None
+            })
+        );
         assert!(s.verbose);
         assert!(s.perf_map);
         assert_eq!(s.strategy, Strategy::Aggressive);
@@ -230,7 +250,13 @@ mod tests {
         assert_eq!(r, Err(UsageError::BadValue(b"-shugetlb")));
         assert_eq!(s.strategy, Strategy::Conservative);
         let (r, s) = run(&["-bhugetlb", "--argv0", "name", "--", "-prog", "a"]);
-        assert_eq!(r, Ok(Command::Run { program: 4, argv0: Some(b"name") }));
+        assert_eq!(
+            r,
+            Ok(Command::Run {
+                program: 4,
+                argv0: Some(b"name")
+            })
+        );
         assert_eq!(s.backend, Backend::Hugetlb);
     }
 
@@ -238,15 +264,27 @@ mod tests {
     fn help_version_and_mistakes() {
         assert_eq!(run(&["--help", "x"]).0, Ok(Command::Help));
         assert_eq!(run(&["-V"]).0, Ok(Command::Version));
-        assert_eq!(run(&["-v", "--mark", "a", "b"]).0, Ok(Command::Mark { files: 2 }));
+        assert_eq!(
+            run(&["-v", "--mark", "a", "b"]).0,
+            Ok(Command::Mark { files: 2 })
+        );
         assert_eq!(run(&["--unmark", "a"]).0, Ok(Command::Unmark { files: 1 }));
         assert_eq!(run(&["--binfmt-rule"]).0, Ok(Command::BinfmtRule));
-        assert_eq!(run(&["--stat", "--json", "1"]).0, Ok(Command::Stat { args: 1 }));
+        assert_eq!(
+            run(&["--stat", "--json", "1"]).0,
+            Ok(Command::Stat { args: 1 })
+        );
         assert_eq!(run(&[]).0, Err(UsageError::NoProgram));
         assert_eq!(run(&["-v"]).0, Err(UsageError::NoProgram));
         assert_eq!(run(&["--"]).0, Err(UsageError::NoProgram));
-        assert_eq!(run(&["--frobnicate", "x"]).0, Err(UsageError::UnknownOption(b"--frobnicate")));
-        assert_eq!(run(&["--verbose=1", "x"]).0, Err(UsageError::UnknownOption(b"--verbose=1")));
+        assert_eq!(
+            run(&["--frobnicate", "x"]).0,
+            Err(UsageError::UnknownOption(b"--frobnicate"))
+        );
+        assert_eq!(
+            run(&["--verbose=1", "x"]).0,
+            Err(UsageError::UnknownOption(b"--verbose=1"))
+        );
         assert_eq!(run(&["-s"]).0, Err(UsageError::MissingValue(b"-s")));
     }
 

@@ -47,7 +47,11 @@ pub fn section(table: &[u8], index: usize) -> Option<Section> {
 /// has one, else `.dynsym`.
 pub fn symbol_tables(table: &[u8]) -> Option<(Section, Section)> {
     let count = table.len() / SHDR_SIZE;
-    let find = |kind| (0..count).filter_map(|i| section(table, i)).find(|s| s.sh_type == kind);
+    let find = |kind| {
+        (0..count)
+            .filter_map(|i| section(table, i))
+            .find(|s| s.sh_type == kind)
+    };
     let symtab = find(SHT_SYMTAB).or_else(|| find(SHT_DYNSYM))?;
     let strtab = section(table, symtab.link as usize)?;
     Some((symtab, strtab))
@@ -74,7 +78,9 @@ pub fn functions_in(
             continue;
         }
         let name_at = u32_at(sym, 0) as usize;
-        let Some(rest) = strtab.get(name_at..) else { continue };
+        let Some(rest) = strtab.get(name_at..) else {
+            continue;
+        };
         let name = &rest[..rest.iter().position(|&b| b == 0).unwrap_or(rest.len())];
         if !name.is_empty() {
             f(start, size, name);
@@ -105,7 +111,9 @@ mod tests {
         symtab.extend_from_slice(&sym(1, 0x12, 0x20_0200, 0)); // size 0
         let mut seen = std::vec::Vec::new();
         let ranges = [Range::new(0x1000_0020_0000, 0x1000_0040_0000)];
-        functions_in(&symtab, strtab, 0x1000_0000_0000, &ranges, |a, s, n| seen.push((a, s, n.to_vec())));
+        functions_in(&symtab, strtab, 0x1000_0000_0000, &ranges, |a, s, n| {
+            seen.push((a, s, n.to_vec()))
+        });
         assert_eq!(seen, [(0x1000_0020_0010, 0x40, b"hot_loop".to_vec())]);
     }
 

@@ -186,7 +186,7 @@ pub fn choose_phase(image: &Image, strategy: Strategy) -> u64 {
     for span in &spans {
         for edge in [span.start, span.end] {
             let phase = (HUGE - edge % HUGE) % HUGE;
-            if phase % step != 0 {
+            if !phase.is_multiple_of(step) {
                 continue;
             }
             // A bias of 2 MiB and more keeps every block address positive.
@@ -283,7 +283,7 @@ pub fn ordinary_mappings(
         let zero_part = Range::new(file_end, end);
         let data_end = bias + segment.vaddr + segment.filesz;
         let needs_padzero =
-            segment.is_write() && segment.memsz > segment.filesz && data_end % PAGE != 0;
+            segment.is_write() && segment.memsz > segment.filesz && !data_end.is_multiple_of(PAGE);
         for_each_piece(file_part.intersect(&window), exclude, |piece| {
             let offset = segment.page_offset() + (piece.start - start);
             let zero_from = (needs_padzero && piece.start < data_end && data_end < piece.end)
@@ -496,7 +496,10 @@ mod tests {
         assert_eq!((phase + 0x1f000) % M, 0);
         let bias = 0x5555_5540_0000 + phase;
         let p = plan(&img, bias, Strategy::Conservative, Range::ALL);
-        assert_eq!(&p.huge[..], &[Range::new(bias + 0x1f000, bias + 0x1f000 + 4 * M)][..]);
+        assert_eq!(
+            &p.huge[..],
+            &[Range::new(bias + 0x1f000, bias + 0x1f000 + 4 * M)][..]
+        );
         assert_eq!(least_huge_pages(&img, bias), 3);
         assert_eq!(huge_pages(&p), 2);
     }
@@ -511,7 +514,10 @@ mod tests {
         assert_eq!(huge_pages(&p), least_huge_pages(&img, bias));
         assert_eq!(huge_pages(&p), 3);
         // The reservation covers the huge ranges as well as the image.
-        assert!(p.reserve.contains_range(&Range::new(p.huge[0].start, p.huge[0].end)));
+        assert!(
+            p.reserve
+                .contains_range(&Range::new(p.huge[0].start, p.huge[0].end))
+        );
         assert!(p.reserve.start <= bias);
     }
 
@@ -536,7 +542,12 @@ mod tests {
         assert_eq!(text_on_huge(&img, &p), 0x180);
         // Conservative: nothing.
         let phase = choose_phase(&img, Strategy::Conservative);
-        let p = plan(&img, 0x7f00_0000_0000 + phase, Strategy::Conservative, Range::ALL);
+        let p = plan(
+            &img,
+            0x7f00_0000_0000 + phase,
+            Strategy::Conservative,
+            Range::ALL,
+        );
         assert!(p.huge.is_empty());
     }
 
@@ -574,7 +585,10 @@ mod tests {
         let img = image(
             ET_EXEC,
             0x400000,
-            &[load(0x400000, 3 * M - 0x1000, RX), load(0x400000 + 3 * M, 0x1000, RW)],
+            &[
+                load(0x400000, 3 * M - 0x1000, RX),
+                load(0x400000 + 3 * M, 0x1000, RW),
+            ],
         );
         let window = Range::new(img.lo(), img.hi());
         let p = plan(&img, 0, Strategy::Aggressive, window);
@@ -629,8 +643,16 @@ mod tests {
         assert_eq!(
             fills_seen,
             [
-                Fill { dest: 0x400000, offset: 0, len: 0x1000 },
-                Fill { dest: 0x401000, offset: 0x1000, len: 0xc00000 - 0x401000 },
+                Fill {
+                    dest: 0x400000,
+                    offset: 0,
+                    len: 0x1000
+                },
+                Fill {
+                    dest: 0x401000,
+                    offset: 0x1000,
+                    len: 0xc00000 - 0x401000
+                },
             ]
         );
         let mut fills_seen = std::vec::Vec::new();

@@ -21,7 +21,9 @@ pub struct MmFields {
 pub fn parse(text: &[u8]) -> Option<MmFields> {
     let close = text.iter().rposition(|&b| b == b')')?;
     // Field 3 is the first after the name.
-    let mut fields = text[close + 1..].split(|&b| b == b' ').filter(|f| !f.is_empty());
+    let mut fields = text[close + 1..]
+        .split(|&b| b == b' ')
+        .filter(|f| !f.is_empty());
     let mut values = [0u64; 52];
     for slot in values.iter_mut().skip(3) {
         let Some(field) = fields.next() else { break };

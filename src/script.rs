@@ -82,15 +82,24 @@ mod tests {
     #[test]
     fn reads_interpreter_and_one_argument() {
         assert_eq!(words(b"#!/bin/sh\necho"), ("/bin/sh".into(), None));
-        assert_eq!(words(b"#! /usr/bin/env  python3 -u \n"), ("/usr/bin/env".into(), Some("python3 -u".into())));
+        assert_eq!(
+            words(b"#! /usr/bin/env  python3 -u \n"),
+            ("/usr/bin/env".into(), Some("python3 -u".into()))
+        );
         assert_eq!(words(b"#!/bin/bash"), ("/bin/bash".into(), None));
-        assert_eq!(words(b"#!/bin/sh -e\r\n"), ("/bin/sh".into(), Some("-e".into())));
+        assert_eq!(
+            words(b"#!/bin/sh -e\r\n"),
+            ("/bin/sh".into(), Some("-e".into()))
+        );
     }
 
     #[test]
     fn rejects_empty_and_overlong_lines() {
         assert_eq!(parse(b"#!\n"), Err(LoadError::ScriptNoInterpreter));
-        assert_eq!(parse(b"#!   \n/bin/sh"), Err(LoadError::ScriptNoInterpreter));
+        assert_eq!(
+            parse(b"#!   \n/bin/sh"),
+            Err(LoadError::ScriptNoInterpreter)
+        );
         let mut long = std::vec![b'#', b'!'];
         long.extend(std::iter::repeat_n(b'a', 300));
         assert_eq!(parse(&long), Err(LoadError::ScriptLineTooLong));

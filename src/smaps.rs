@@ -230,7 +230,8 @@ pub fn code<'a>(text: &'a [u8], mut f: impl FnMut(&Code<'a>)) -> Totals {
 mod tests {
     use super::*;
 
-    const SAMPLE: &[u8] = b"00400000-00a00000 r--p 00000000 fe:00 1234                       /usr/bin/node
+    const SAMPLE: &[u8] =
+        b"00400000-00a00000 r--p 00000000 fe:00 1234                       /usr/bin/node
 Size:               6144 kB
 Rss:                6144 kB
 AnonHugePages:         0 kB
@@ -275,7 +276,9 @@ AnonHugePages:     26624 kB
 7ffff7fc0000-7ffff7fc2000 r-xp 00000000 00:00 0                  [vdso]
 ";
         let mut seen = std::vec::Vec::new();
-        let totals = code(text, |c| seen.push((c.file.to_vec(), c.is_copy, c.backend())));
+        let totals = code(text, |c| {
+            seen.push((c.file.to_vec(), c.is_copy, c.backend()))
+        });
         assert_eq!(seen.len(), 4);
         assert_eq!(seen[1], (b"/usr/bin/node".to_vec(), true, "thp"));
         assert_eq!(seen[3], (b"/usr/lib/libc.so.6".to_vec(), false, "-"));

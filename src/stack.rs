@@ -101,7 +101,11 @@ where
         let auxv = sp + 8 * (3 + self.args.clone().count() + self.envp.clone().count()) as u64;
         for &(key, value) in self.auxv {
             put_word(key);
-            put_word(if key == AT_EXECFN as u64 { execfn_addr } else { value });
+            put_word(if key == AT_EXECFN as u64 {
+                execfn_addr
+            } else {
+                value
+            });
         }
         put_word(AT_NULL as u64);
         put_word(0);
@@ -165,7 +169,10 @@ mod tests {
         assert_eq!(word(&mem, base, w.auxv + 32), AT_NULL as u64);
         assert_eq!(w.auxv_len, 48);
         // The argv strings are contiguous, as /proc/PID/cmdline shows them.
-        assert_eq!(&mem[(w.arg_start - base) as usize..(w.arg_end - base) as usize], b"prog\0a\0hello world\0");
+        assert_eq!(
+            &mem[(w.arg_start - base) as usize..(w.arg_end - base) as usize],
+            b"prog\0a\0hello world\0"
+        );
         assert!(w.arg_end <= execfn);
     }
 

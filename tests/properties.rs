@@ -29,8 +29,11 @@ const PF_X: u32 = 1;
 const PF_W: u32 = 2;
 const PF_R: u32 = 4;
 
+/// A program header: type, flags, offset, vaddr, filesz, memsz.
+type Phdr = (u32, u32, u64, u64, u64, u64);
+
 /// An ELF64 x86-64 file: header, then program headers.
-fn elf_bytes(e_type: u16, entry: u64, phdrs: &[(u32, u32, u64, u64, u64, u64)]) -> Vec<u8> {
+fn elf_bytes(e_type: u16, entry: u64, phdrs: &[Phdr]) -> Vec<u8> {
     let mut b = vec![0u8; 64];
     b[..4].copy_from_slice(b"\x7fELF");
     b[4] = 2;
@@ -64,7 +67,7 @@ fn parse(bytes: &[u8], file_size: u64) -> Option<elf::Image> {
 
 /// A plausible layout: up to 6 segments placed one after another with
 /// random gaps, sizes and permissions (never W+X), text somewhere.
-fn layout() -> impl Strategy<Value = (u16, Vec<(u32, u32, u64, u64, u64, u64)>)> {
+fn layout() -> impl Strategy<Value = (u16, Vec<Phdr>)> {
     let segment = (0u64..3 * HUGE, 1u64..12 * HUGE, 0u32..4, 0u64..PAGE);
     (prop::bool::ANY, prop::collection::vec(segment, 1..6)).prop_map(|(pie, segs)| {
         let mut vaddr = if pie { 0 } else { 0x40_0000 };
@@ -91,13 +94,22 @@ fn check_plan(image: &elf::Image, p: &plan::Plan, strategy: Rounding) -> Result<
     let mut previous_end = 0;
     for r in &p.huge {
         prop_assert!(r.start % HUGE == 0 && r.end % HUGE == 0 && r.start < r.end);
-        prop_assert!(r.start >= previous_end, "huge ranges overlap or are unsorted");
+        prop_assert!(
+            r.start >= previous_end,
+            "huge ranges overlap or are unsorted"
+        );
         previous_end = r.end;
-        prop_assert!(p.reserve.contains_range(r), "huge range outside the reservation");
+        prop_assert!(
+            p.reserve.contains_range(r),
+            "huge range outside the reservation"
+        );
         for s in &image.loads {
             let pages = Range::new(p.bias + s.page_start(), p.bias + s.page_end());
             if s.is_write() {
-                prop_assert!(!pages.overlaps(r), "huge range shares a page with writable data");
+                prop_assert!(
+                    !pages.overlaps(r),
+                    "huge range shares a page with writable data"
+                );
             }
             if strategy == Rounding::Conservative && !s.is_exec() {
                 prop_assert!(!pages.overlaps(r), "conservative range holds non-code");
@@ -111,8 +123,14 @@ fn check_plan(image: &elf::Image, p: &plan::Plan, strategy: Rounding) -> Result<
     });
     for m in &ordinary {
         prop_assert!(m.start % PAGE == 0 && m.end % PAGE == 0);
-        prop_assert!(p.huge.iter().all(|h| !h.overlaps(m)), "ordinary mapping over a huge range");
-        prop_assert!(p.reserve.contains_range(m), "ordinary mapping outside the reservation");
+        prop_assert!(
+            p.huge.iter().all(|h| !h.overlaps(m)),
+            "ordinary mapping over a huge range"
+        );
+        prop_assert!(
+            p.reserve.contains_range(m),
+            "ordinary mapping outside the reservation"
+        );
     }
     for s in &image.loads {
         let mut page = p.bias + s.page_start();
@@ -130,7 +148,9 @@ fn check_plan(image: &elf::Image, p: &plan::Plan, strategy: Rounding) -> Result<
             assert!(f.dest >= r.start && f.dest + f.len <= r.end);
         });
     }
-    prop_assert!(plan::huge_pages(p) <= plan::least_huge_pages(image, p.bias) + p.huge.len() as u64);
+    prop_assert!(
+        plan::huge_pages(p) <= plan::least_huge_pages(image, p.bias) + p.huge.len() as u64
+    );
     Ok(())
 }
 

@@ -23,6 +23,10 @@ pub fn real_interp(boot: &Boot, program: &ElfFile) -> Option<&'static [u8]> {
     if !linking.has_needed {
         return None;
     }
-    let path = if linking.needs_musl { arch::MUSL_INTERP } else { arch::GLIBC_INTERP };
+    let path = if linking.needs_musl {
+        arch::MUSL_INTERP
+    } else {
+        arch::GLIBC_INTERP
+    };
     Some(&path[..path.len() - 1])
 }

@@ -28,6 +28,19 @@ pub fn fail(path: &[u8], error: LoadError) -> ! {
     sys::exit(error.exit_status())
 }
 
+/// `hugeload: PATH: WHAT: reason` (WHAT is the file inside PATH that
+/// failed: an interpreter), then exit with the shell's status.
+pub fn fail_in(path: &[u8], what: &[u8], error: LoadError) -> ! {
+    let mut l = line();
+    l.bytes(path)
+        .str(": ")
+        .bytes(what)
+        .str(": ")
+        .str(error.message());
+    emit(&mut l);
+    sys::exit(error.exit_status())
+}
+
 /// The verbose report: lines only when asked for.
 #[derive(Clone, Copy)]
 pub struct Report {

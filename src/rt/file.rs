@@ -124,17 +124,25 @@ impl ElfFile {
     fn parse_in_place(&mut self, head: &Head) -> Result<(), LoadError> {
         let header = elf::parse_header(head.as_bytes(), arch::ELF_MACHINE)?;
         let table_len = elf::phdr_table_len(&header);
-        if header.e_phoff.checked_add(table_len as u64).is_none_or(|e| e > self.file.size) {
+        if header
+            .e_phoff
+            .checked_add(table_len as u64)
+            .is_none_or(|e| e > self.file.size)
+        {
             return Err(LoadError::HeadersOutsideFile);
         }
         let mut table = [0u8; MAX_PHDR_BYTES];
-        self.file.read_exact(&mut table[..table_len], header.e_phoff)?;
+        self.file
+            .read_exact(&mut table[..table_len], header.e_phoff)?;
         self.image = elf::parse_image(&header, &table[..table_len], self.file.size)?;
         Ok(())
     }
 
     /// Reads the PT_INTERP path into `buf`; returns it without its NUL.
-    pub fn interp_path<'b>(&self, buf: &'b mut [u8; MAX_INTERP]) -> Result<Option<&'b [u8]>, LoadError> {
+    pub fn interp_path<'b>(
+        &self,
+        buf: &'b mut [u8; MAX_INTERP],
+    ) -> Result<Option<&'b [u8]>, LoadError> {
         let Some(range) = self.image.interp else {
             return Ok(None);
         };
@@ -194,13 +202,20 @@ impl ElfFile {
     /// Calls `f(d_tag, d_val)` for the dynamic entries read from the file,
     /// a small chunk at a time, up to DT_NULL.
     fn for_each_dynamic(&self, mut f: impl FnMut(u64, u64)) {
-        let Some(range) = self.image.dynamic else { return };
+        let Some(range) = self.image.dynamic else {
+            return;
+        };
         let mut chunk = [0u8; 1024];
         let mut done = 0;
         while done < range.len {
             let len = (range.len - done).min(chunk.len() as u64) as usize;
             let len = len - len % elf::DYN_SIZE;
-            if len == 0 || self.file.read_exact(&mut chunk[..len], range.offset + done).is_err() {
+            if len == 0
+                || self
+                    .file
+                    .read_exact(&mut chunk[..len], range.offset + done)
+                    .is_err()
+            {
                 return;
             }
             let mut entries = 0;

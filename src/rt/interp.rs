@@ -10,24 +10,26 @@
 //! (`HUGELOAD_*`) configures it, except for secure-execution programs.
 
 use super::arch;
-use super::start;
 use super::boot::Boot;
 use super::chain;
 use super::diag::{self, Report};
 use super::file::{ElfFile, Head, OpenFile};
 use super::launch;
 use super::map::{self, Loaded};
-use super::{perfmap, report};
+use super::start;
 use super::sys::{self, CPath};
-use hugeload::error::LoadError;
+use super::{perfmap, report};
 use hugeload::elf::{Image, PAGE, PHDR_SIZE, page_down};
+use hugeload::error::LoadError;
 use hugeload::options::Backend;
 use hugeload::plan::{Range, Ranges};
 use linux_raw_sys::auxvec::{AT_BASE, AT_ENTRY, AT_PHDR, AT_PHNUM};
 
 pub fn main(boot: &mut Boot) -> ! {
     let settings = launch::settings_from_env(boot);
-    let report = Report { on: settings.verbose };
+    let report = Report {
+        on: settings.verbose,
+    };
     let entry = boot.aux(AT_ENTRY).unwrap_or(0);
 
     // The program, as the kernel mapped it. /proc/self/exe is the program
@@ -49,7 +51,14 @@ pub fn main(boot: &mut Boot) -> ! {
     let mut huge = Ranges::new();
     if settings.backend != Backend::Off && consistent {
         let loaded = map::remap_in_place(&program.file, image, bias, exe_name, &settings);
-        report::report_program(&report, exe_name, image, &loaded, Some(b"(hugeload as PT_INTERP)"), &settings);
+        report::report_program(
+            &report,
+            exe_name,
+            image,
+            &loaded,
+            Some(b"(hugeload as PT_INTERP)"),
+            &settings,
+        );
         huge = loaded.huge_ranges();
         map::keep_hugetlb_in_core_dumps(&loaded, &report);
         if settings.perf_map {
@@ -69,16 +78,21 @@ pub fn main(boot: &mut Boot) -> ! {
         // program's entry point, mapped by the kernel.
         unsafe { arch::enter(entry as usize, boot.sp, start::work_stack()) }
     };
-    let ipath = CPath::from_parts(&[interp_path]).unwrap_or_else(|| diag::fail(interp_path, LoadError::BadInterpPath));
+    let ipath = CPath::from_parts(&[interp_path])
+        .unwrap_or_else(|| diag::fail(interp_path, LoadError::BadInterpPath));
     let interp = OpenFile::open(&ipath)
         .and_then(|f| {
             let head = Head::read(&f)?;
             ElfFile::parse(f, &head)
         })
         .unwrap_or_else(|e| diag::fail(interp_path, e));
-    let loaded: Loaded = map::load_plain(&interp.file, &interp.image).unwrap_or_else(|e| diag::fail(interp_path, e));
+    let loaded: Loaded =
+        map::load_plain(&interp.file, &interp.image).unwrap_or_else(|e| diag::fail(interp_path, e));
     report.say(|l| {
-        l.str("interpreter ").bytes(interp_path).str(" at 0x").hex(loaded.bias + interp.image.lo(), 0);
+        l.str("interpreter ")
+            .bytes(interp_path)
+            .str(" at 0x")
+            .hex(loaded.bias + interp.image.lo(), 0);
     });
     boot.set_aux(AT_BASE, loaded.bias);
     if consistent {
@@ -89,7 +103,13 @@ pub fn main(boot: &mut Boot) -> ! {
     interp.file.close();
     // SAFETY: the interpreter's entry point was just mapped executable; the
     // stack is the kernel's, complete, with AT_BASE naming the interpreter.
-    unsafe { arch::enter(loaded.entry(&interp.image) as usize, boot.sp, start::work_stack()) }
+    unsafe {
+        arch::enter(
+            loaded.entry(&interp.image) as usize,
+            boot.sp,
+            start::work_stack(),
+        )
+    }
 }
 
 /// The target of symbolic link `path`.
@@ -104,9 +124,18 @@ fn read_link<'b>(path: &[u8], buf: &'b mut [u8; 256]) -> Option<&'b [u8]> {
 /// (the string is NUL-terminated and stays mapped). Skipped, with a note,
 /// where the header sits on code or on a huge page: that page is not
 /// changed.
-fn name_real_interp(boot: &Boot, image: &Image, bias: u64, path: &'static [u8], huge: &Ranges, report: &Report) {
+fn name_real_interp(
+    boot: &Boot,
+    image: &Image,
+    bias: u64,
+    path: &'static [u8],
+    huge: &Ranges,
+    report: &Report,
+) {
     use goblin::elf::program_header::PT_INTERP;
-    let Some(phdr) = boot.aux(AT_PHDR) else { return };
+    let Some(phdr) = boot.aux(AT_PHDR) else {
+        return;
+    };
     let Some(index) = (0..image.e_phnum as u64).find(|i| {
         // SAFETY: AT_PHDR and the program's e_phnum (checked against
         // AT_PHNUM) describe the program headers the kernel mapped.
@@ -120,7 +149,9 @@ fn name_real_interp(boot: &Boot, image: &Image, bias: u64, path: &'static [u8], 
         let start = bias + s.vaddr;
         start <= field && field + 8 <= start + s.filesz
     });
-    let on_huge = huge.iter().any(|r| r.overlaps(&Range::new(page, page + PAGE)));
+    let on_huge = huge
+        .iter()
+        .any(|r| r.overlaps(&Range::new(page, page + PAGE)));
     let Some(holder) = holder.filter(|s| !s.is_exec() && !s.is_write() && !on_huge) else {
         report.say(|l| {
             l.str("ld.so keeps the name of PT_INTERP (hugeload) in its link map: the program headers are not on a plain read-only page");
@@ -167,13 +198,7 @@ fn save_auxv(boot: &Boot, report: &Report) {
         auxv_size: auxv_len as u32,
         exe_fd: u32::MAX,
     };
-    let r = sys::prctl(
-        linux_raw_sys::prctl::PR_SET_MM as u32,
-        linux_raw_sys::prctl::PR_SET_MM_MAP as usize,
-        &map as *const _ as usize,
-        core::mem::size_of_val(&map),
-        0,
-    );
+    let r = sys::set_mm_map(&map);
     if let Err(e) = r {
         report.say(|l| {
             l.str("/proc/self/auxv keeps AT_BASE = hugeload (PR_SET_MM_MAP: ")
@@ -185,7 +210,11 @@ fn save_auxv(boot: &Boot, report: &Report) {
 
 fn read_stat(buf: &mut [u8; 2048]) -> Option<&[u8]> {
     let path = CPath::from_parts(&[b"/proc/self/stat"])?;
-    let fd = sys::open(&path, linux_raw_sys::general::O_RDONLY | linux_raw_sys::general::O_CLOEXEC).ok()?;
+    let fd = sys::open(
+        &path,
+        linux_raw_sys::general::O_RDONLY | linux_raw_sys::general::O_CLOEXEC,
+    )
+    .ok()?;
     let n = sys::read(fd, &mut buf[..]);
     sys::close(fd);
     Some(&buf[..n.ok()?])

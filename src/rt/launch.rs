@@ -4,14 +4,14 @@
 //! then map, build the stack, fix what /proc shows, and jump.
 
 use super::arch;
-use super::start;
 use super::boot::Boot;
 use super::diag::{self, Report};
 use super::file::{ElfFile, Head, OpenFile};
 use super::map::{self, Loaded};
 use super::own;
-use super::{chain, mark, perfmap, report, stat};
+use super::start;
 use super::sys::{self, CPath};
+use super::{chain, mark, perfmap, report, stat};
 use hugeload::auxv::{self, ProgramFacts};
 use hugeload::elf::{MAX_INTERP, PAGE, PHDR_SIZE, page_up};
 use hugeload::error::LoadError;
@@ -93,7 +93,10 @@ pub fn main(boot: &Boot) -> ! {
             sys::exit(0)
         }
         Ok(Command::Version) => {
-            sys::write_all(1, concat!("hugeload ", env!("CARGO_PKG_VERSION"), "\n").as_bytes());
+            sys::write_all(
+                1,
+                concat!("hugeload ", env!("CARGO_PKG_VERSION"), "\n").as_bytes(),
+            );
             sys::exit(0)
         }
         Ok(Command::Run { program, argv0 }) => {
@@ -134,7 +137,11 @@ pub fn binfmt_main(boot: &Boot) -> ! {
     }
     let preserve_argv0 = boot.aux(AT_FLAGS).unwrap_or(0) & 1 != 0;
     let typed = boot.arg(1);
-    let (argv0, rest) = if preserve_argv0 && boot.argc >= 3 { (boot.arg(2), 3) } else { (typed, 2) };
+    let (argv0, rest) = if preserve_argv0 && boot.argc >= 3 {
+        (boot.arg(2), 3)
+    } else {
+        (typed, 2)
+    };
     let request = Request {
         typed,
         argv0,
@@ -154,11 +161,17 @@ fn resolve(boot: &Boot, name: &[u8]) -> Result<CPath, LoadError> {
         return CPath::from_parts(&[name]).ok_or(LoadError::Os(36));
     }
     let default_path: &[u8] = b"/usr/local/bin:/usr/bin:/bin";
-    let path = if is_secure(boot) { default_path } else { boot.env(b"PATH").unwrap_or(default_path) };
+    let path = if is_secure(boot) {
+        default_path
+    } else {
+        boot.env(b"PATH").unwrap_or(default_path)
+    };
     let mut denied = false;
     for dir in path.split(|&b| b == b':') {
         let dir: &[u8] = if dir.is_empty() { b"." } else { dir };
-        let Some(candidate) = CPath::from_parts(&[dir, b"/", name]) else { continue };
+        let Some(candidate) = CPath::from_parts(&[dir, b"/", name]) else {
+            continue;
+        };
         match OpenFile::open(&candidate) {
             Ok(f) => {
                 f.close();
@@ -168,12 +181,18 @@ fn resolve(boot: &Boot, name: &[u8]) -> Result<CPath, LoadError> {
             Err(_) => {}
         }
     }
-    Err(if denied { LoadError::Os(13) } else { LoadError::CommandNotFound })
+    Err(if denied {
+        LoadError::Os(13)
+    } else {
+        LoadError::CommandNotFound
+    })
 }
 
 /// Loads and enters the program of `request`.
 pub fn run(boot: &Boot, settings: &Settings, request: &Request) -> ! {
-    let report = Report { on: settings.verbose };
+    let report = Report {
+        on: settings.verbose,
+    };
     let typed = request.typed;
     let execfn = if request.search_path {
         resolve(boot, typed).unwrap_or_else(|e| diag::fail(typed, e))
@@ -190,13 +209,22 @@ pub fn run(boot: &Boot, settings: &Settings, request: &Request) -> ! {
             Some(fd) => OpenFile::from_fd(fd),
             None => OpenFile::open(&path),
         };
-        let file = file.unwrap_or_else(|e| diag::fail(path.as_bytes(), e));
-        let head = Head::read(&file).unwrap_or_else(|e| diag::fail(path.as_bytes(), e));
+        // Errors name the file the user gave, and the interpreter when it
+        // is an interpreter that failed.
+        let fail = |e| -> ! {
+            if levels.is_empty() {
+                diag::fail(path.as_bytes(), e)
+            } else {
+                diag::fail_in(execfn.as_bytes(), path.as_bytes(), e)
+            }
+        };
+        let file = file.unwrap_or_else(|e| fail(e));
+        let head = Head::read(&file).unwrap_or_else(|e| fail(e));
         if !script::is_script(head.as_bytes()) {
-            break ElfFile::parse(file, &head).unwrap_or_else(|e| diag::fail(path.as_bytes(), e));
+            break ElfFile::parse(file, &head).unwrap_or_else(|e| fail(e));
         }
         file.close();
-        let line = script::parse(head.as_bytes()).unwrap_or_else(|e| diag::fail(path.as_bytes(), e));
+        let line = script::parse(head.as_bytes()).unwrap_or_else(|e| fail(e));
         let level = ScriptLevel { head, line };
         path = CPath::from_parts(&[level.interp()])
             .unwrap_or_else(|| diag::fail(path.as_bytes(), LoadError::BadInterpPath));
@@ -205,37 +233,62 @@ pub fn run(boot: &Boot, settings: &Settings, request: &Request) -> ! {
         }
     };
     let image = &program.image;
+    let fail_program = |e| -> ! {
+        if levels.is_empty() {
+            diag::fail(path.as_bytes(), e)
+        } else {
+            diag::fail_in(execfn.as_bytes(), path.as_bytes(), e)
+        }
+    };
     if image.exec_stack {
-        diag::fail(path.as_bytes(), LoadError::ExecutableStack);
+        fail_program(LoadError::ExecutableStack);
     }
 
     // The interpreter, validated before anything is mapped.
     let mut interp_buf = [0u8; MAX_INTERP];
     let interp_path = program
         .interp_path(&mut interp_buf)
-        .unwrap_or_else(|e| diag::fail(path.as_bytes(), e));
+        .unwrap_or_else(|e| fail_program(e));
     // A program whose PT_INTERP is hugeload itself (patched for PT_INTERP
     // mode) gets the real interpreter instead.
     let interp_path = interp_path.and_then(|p| {
-        if is_hugeload(p) { chain::real_interp(boot, &program) } else { Some(p) }
+        if is_hugeload(p) {
+            chain::real_interp(boot, &program)
+        } else {
+            Some(p)
+        }
     });
     let interp = interp_path.map(|p| {
-        let ipath = CPath::from_parts(&[p]).unwrap_or_else(|| diag::fail(p, LoadError::BadInterpPath));
-        let file = OpenFile::open(&ipath).unwrap_or_else(|e| diag::fail(p, e));
-        let head = Head::read(&file).unwrap_or_else(|e| diag::fail(p, e));
+        let fail_interp = |e| -> ! { diag::fail_in(path.as_bytes(), p, e) };
+        let ipath =
+            CPath::from_parts(&[p]).unwrap_or_else(|| fail_interp(LoadError::BadInterpPath));
+        let file = OpenFile::open(&ipath).unwrap_or_else(|e| fail_interp(e));
+        let head = Head::read(&file).unwrap_or_else(|e| fail_interp(e));
         ElfFile::parse(file, &head).unwrap_or_else(|e| {
-            let e = if e == LoadError::NotElfOrScript { LoadError::InterpNotElf } else { e };
-            diag::fail(p, e)
+            let e = if e == LoadError::NotElfOrScript {
+                LoadError::InterpNotElf
+            } else {
+                e
+            };
+            fail_interp(e)
         })
     });
 
     // Point of no return: from here on the address space changes.
     let loaded = map::load_program(&program.file, image, path.as_bytes(), settings)
-        .unwrap_or_else(|e| diag::fail(path.as_bytes(), e));
-    report::report_program(&report, path.as_bytes(), image, &loaded, interp_path, settings);
+        .unwrap_or_else(|e| fail_program(e));
+    report::report_program(
+        &report,
+        path.as_bytes(),
+        image,
+        &loaded,
+        interp_path,
+        settings,
+    );
     map::keep_hugetlb_in_core_dumps(&loaded, &report);
     let interp_loaded = interp.as_ref().map(|i| {
-        map::load_plain(&i.file, &i.image).unwrap_or_else(|e| diag::fail(interp_path.unwrap_or(b""), e))
+        map::load_plain(&i.file, &i.image)
+            .unwrap_or_else(|e| diag::fail_in(path.as_bytes(), interp_path.unwrap_or(b""), e))
     });
 
     // The program's view: auxv, argv, stack.
@@ -261,7 +314,11 @@ pub fn run(boot: &Boot, settings: &Settings, request: &Request) -> ! {
             let _ = prefix.push(a);
         }
     }
-    let _ = prefix.push(if levels.is_empty() { request.argv0 } else { execfn.as_bytes() });
+    let _ = prefix.push(if levels.is_empty() {
+        request.argv0
+    } else {
+        execfn.as_bytes()
+    });
     let spec = StackSpec {
         execfn: execfn.as_bytes(),
         args: prefix.iter().copied().chain(boot.args_from(request.rest)),
@@ -279,9 +336,23 @@ pub fn run(boot: &Boot, settings: &Settings, request: &Request) -> ! {
         .unwrap_or_else(|| diag::fail(execfn.as_bytes(), LoadError::ImageTooLarge));
 
     if settings.perf_map {
-        perfmap::write(&program.file, loaded.bias, &loaded.huge_ranges(), path.as_bytes(), &report);
+        perfmap::write(
+            &program.file,
+            loaded.bias,
+            &loaded.huge_ranges(),
+            path.as_bytes(),
+            &report,
+        );
     }
-    set_process_view(boot, &report, image, &loaded, &written, execfn.as_bytes(), program.file.fd);
+    set_process_view(
+        boot,
+        &report,
+        image,
+        &loaded,
+        &written,
+        execfn.as_bytes(),
+        program.file.fd,
+    );
     program.file.close();
     if let Some(i) = &interp {
         i.file.close();
@@ -309,7 +380,9 @@ fn set_process_view(
     if sys::personality() & 0x0040000 == 0 {
         brk += (sys::random_u64() % (arch::BRK_RANDOM_RANGE / PAGE)) * PAGE;
     }
-    let (env_start, env_end) = boot.env_strings().unwrap_or((written.arg_end, written.arg_end));
+    let (env_start, env_end) = boot
+        .env_strings()
+        .unwrap_or((written.arg_end, written.arg_end));
     let mut map = linux_raw_sys::prctl::prctl_mm_map {
         start_code,
         end_code,
@@ -331,7 +404,8 @@ fn set_process_view(
     // is left.
     const CAP_SYS_ADMIN: u32 = 21;
     const CAP_CHECKPOINT_RESTORE: u32 = 40;
-    let privileged = sys::has_capability(CAP_SYS_ADMIN) || sys::has_capability(CAP_CHECKPOINT_RESTORE);
+    let privileged =
+        sys::has_capability(CAP_SYS_ADMIN) || sys::has_capability(CAP_CHECKPOINT_RESTORE);
     if !privileged {
         report.say(|l| {
             l.str("/proc/self/exe names hugeload, not the program: changing it needs CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE ($ORIGIN, current_exe and self re-exec see hugeload; PT_INTERP mode has no such limit)");
@@ -345,16 +419,7 @@ fn set_process_view(
             }),
         }
     }
-    let set_mm_map = |map: &linux_raw_sys::prctl::prctl_mm_map| {
-        sys::prctl(
-            linux_raw_sys::prctl::PR_SET_MM as u32,
-            linux_raw_sys::prctl::PR_SET_MM_MAP as usize,
-            map as *const _ as usize,
-            core::mem::size_of_val(map),
-            0,
-        )
-    };
-    let mut r = set_mm_map(&map);
+    let mut r = sys::set_mm_map(&map);
     if r.is_err() && map.exe_fd != u32::MAX {
         let e = r.err().unwrap_or(sys::EINVAL);
         report.say(|l| {
@@ -362,7 +427,7 @@ fn set_process_view(
                 .str(hugeload::error::errno_message(e.0));
         });
         map.exe_fd = u32::MAX;
-        r = set_mm_map(&map);
+        r = sys::set_mm_map(&map);
     }
     if let Err(e) = r {
         report.say(|l| {
@@ -374,19 +439,32 @@ fn set_process_view(
     let mut comm = [0u8; 16];
     let n = base.len().min(15);
     comm[..n].copy_from_slice(&base[..n]);
-    let _ = sys::prctl(linux_raw_sys::prctl::PR_SET_NAME as u32, comm.as_ptr() as usize, 0, 0, 0);
+    let _ = sys::prctl(
+        linux_raw_sys::prctl::PR_SET_NAME,
+        comm.as_ptr() as usize,
+        0,
+        0,
+        0,
+    );
 }
-
 
 /// Whether `path` names the running hugeload (same file as /proc/self/exe,
 /// before anything changed that link).
 fn is_hugeload(path: &[u8]) -> bool {
-    let Some(p) = CPath::from_parts(&[path]) else { return false };
-    let Ok(file) = OpenFile::open(&p) else { return false };
+    let Some(p) = CPath::from_parts(&[path]) else {
+        return false;
+    };
+    let Ok(file) = OpenFile::open(&p) else {
+        return false;
+    };
     let id = file.id;
     file.close();
-    let Some(me) = CPath::from_parts(&[b"/proc/self/exe"]) else { return false };
-    let Ok(own) = OpenFile::open(&me) else { return false };
+    let Some(me) = CPath::from_parts(&[b"/proc/self/exe"]) else {
+        return false;
+    };
+    let Ok(own) = OpenFile::open(&me) else {
+        return false;
+    };
     let own_id = own.id;
     own.close();
     id == own_id

@@ -14,9 +14,9 @@ use hugeload::error::LoadError;
 use hugeload::options::{Backend, Settings};
 use hugeload::plan::{self, HUGE, Mapping, Plan, Range, Ranges, Source, huge_down};
 use linux_raw_sys::general::{
-    MADV_COLLAPSE, MADV_HUGEPAGE, MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_PRIVATE,
-    MAP_POPULATE, MAP_SHARED, MFD_CLOEXEC, MFD_HUGE_2MB, MFD_HUGETLB, PROT_EXEC, PROT_NONE, PROT_READ,
-    PROT_WRITE,
+    MADV_COLLAPSE, MADV_HUGEPAGE, MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_POPULATE,
+    MAP_PRIVATE, MAP_SHARED, MFD_CLOEXEC, MFD_HUGE_2MB, MFD_HUGETLB, PROT_EXEC, PROT_NONE,
+    PROT_READ, PROT_WRITE,
 };
 
 const ADDR_NO_RANDOMIZE: u32 = 0x0040000;
@@ -163,7 +163,14 @@ fn place_pie(rel_start: i64, len: u64, phase: u64) -> Result<u64, LoadError> {
     // Anywhere the kernel likes, over-allocated to align.
     // SAFETY: a fresh mapping at an address the kernel chooses.
     let addr = unsafe {
-        sys::mmap(0, (len + HUGE) as usize, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+        sys::mmap(
+            0,
+            (len + HUGE) as usize,
+            PROT_NONE,
+            MAP_PRIVATE | MAP_ANONYMOUS,
+            -1,
+            0,
+        )
     }
     .map_err(|e| LoadError::Os(e.0))? as u64;
     let first_bias = addr.wrapping_sub(rel_start as u64);
@@ -212,7 +219,15 @@ pub fn load_program(
     if settings.backend != Backend::Off {
         let thp_disabled = sys::prctl(PR_GET_THP_DISABLE, 0, 0, 0, 0).unwrap_or(0) == 1;
         for &range in &plan.huge {
-            let outcome = map_huge(file, image, plan.bias, range, name, settings.backend, thp_disabled);
+            let outcome = map_huge(
+                file,
+                image,
+                plan.bias,
+                range,
+                name,
+                settings.backend,
+                thp_disabled,
+            );
             let _ = outcomes.push(outcome);
         }
     }
@@ -241,7 +256,15 @@ pub fn remap_in_place(
     let thp_disabled = sys::prctl(PR_GET_THP_DISABLE, 0, 0, 0, 0).unwrap_or(0) == 1;
     let mut outcomes = Outcomes::new();
     for &range in &plan.huge {
-        let _ = outcomes.push(map_huge(file, image, bias, range, name, settings.backend, thp_disabled));
+        let _ = outcomes.push(map_huge(
+            file,
+            image,
+            bias,
+            range,
+            name,
+            settings.backend,
+            thp_disabled,
+        ));
     }
     Loaded {
         bias,
@@ -256,7 +279,14 @@ pub fn load_plain(file: &OpenFile, image: &Image) -> Result<Loaded, LoadError> {
     let bias = if image.is_dyn() {
         // SAFETY: a fresh mapping at an address the kernel chooses.
         let addr = unsafe {
-            sys::mmap(0, len as usize, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+            sys::mmap(
+                0,
+                len as usize,
+                PROT_NONE,
+                MAP_PRIVATE | MAP_ANONYMOUS,
+                -1,
+                0,
+            )
         }
         .map_err(|e| LoadError::Os(e.0))? as u64;
         addr - image.lo()
@@ -280,7 +310,12 @@ pub fn load_plain(file: &OpenFile, image: &Image) -> Result<Loaded, LoadError> {
     })
 }
 
-fn map_ordinary(file: &OpenFile, image: &Image, bias: u64, exclude: &[Range]) -> Result<(), LoadError> {
+fn map_ordinary(
+    file: &OpenFile,
+    image: &Image,
+    bias: u64,
+    exclude: &[Range],
+) -> Result<(), LoadError> {
     let mut result = Ok(());
     plan::ordinary_mappings(image, bias, Range::ALL, exclude, |m| {
         if result.is_ok() {
@@ -301,7 +336,14 @@ fn map_one(file: &OpenFile, m: &Mapping) -> Result<(), LoadError> {
             Source::File(offset) => {
                 sys::mmap(start, len, prot, MAP_PRIVATE | MAP_FIXED, file.fd, offset)
             }
-            Source::Zero => sys::mmap(start, len, prot, MAP_PRIVATE | MAP_FIXED | MAP_ANONYMOUS, -1, 0),
+            Source::Zero => sys::mmap(
+                start,
+                len,
+                prot,
+                MAP_PRIVATE | MAP_FIXED | MAP_ANONYMOUS,
+                -1,
+                0,
+            ),
         }
     };
     r.map_err(|e| LoadError::Os(e.0))?;
@@ -393,7 +435,14 @@ fn place_thp(file: &OpenFile, image: &Image, bias: u64, range: Range) -> Result<
     let len = range.len();
     // SAFETY: a fresh mapping at an address the kernel chooses.
     let raw = unsafe {
-        sys::mmap(0, (len + HUGE) as usize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+        sys::mmap(
+            0,
+            (len + HUGE) as usize,
+            PROT_READ | PROT_WRITE,
+            MAP_PRIVATE | MAP_ANONYMOUS,
+            -1,
+            0,
+        )
     }
     .map_err(|e| cause("mmap", e))? as u64;
     let tmp = plan::huge_up(raw);
@@ -424,7 +473,9 @@ fn place_thp(file: &OpenFile, image: &Image, bias: u64, range: Range) -> Result<
         .map_err(|e| discard(cause("mremap", e)))?;
     // SAFETY: the range is ours; it goes from RW to RX, never both
     // writable and executable.
-    if let Err(e) = unsafe { sys::mprotect(range.start as usize, len as usize, PROT_READ | PROT_EXEC) } {
+    if let Err(e) =
+        unsafe { sys::mprotect(range.start as usize, len as usize, PROT_READ | PROT_EXEC) }
+    {
         let restored = map_ordinary_within(file, image, bias, range);
         let step = if restored.is_ok() {
             "mprotect(PROT_READ|PROT_EXEC) refused (MDWE or an LSM)"
@@ -437,7 +488,12 @@ fn place_thp(file: &OpenFile, image: &Image, bias: u64, range: Range) -> Result<
 }
 
 /// Maps `range` of the image from the file, as the kernel would.
-fn map_ordinary_within(file: &OpenFile, image: &Image, bias: u64, range: Range) -> Result<(), LoadError> {
+fn map_ordinary_within(
+    file: &OpenFile,
+    image: &Image,
+    bias: u64,
+    range: Range,
+) -> Result<(), LoadError> {
     let mut result = Ok(());
     plan::ordinary_mappings(image, bias, range, &[], |m| {
         if result.is_ok() {
@@ -451,7 +507,13 @@ fn map_ordinary_within(file: &OpenFile, image: &Image, bias: u64, range: Range) 
 /// pool fails here and never with SIGBUS later), filled through a writable
 /// view, then mapped read+exec over the reservation. No mprotect ever adds
 /// exec, so this also works under MDWE.
-fn place_hugetlb(file: &OpenFile, image: &Image, bias: u64, range: Range, name: &[u8]) -> Result<(), Cause> {
+fn place_hugetlb(
+    file: &OpenFile,
+    image: &Image,
+    bias: u64,
+    range: Range,
+    name: &[u8],
+) -> Result<(), Cause> {
     let len = range.len();
     let mut label = [0u8; 64];
     let base = name.rsplit(|&b| b == b'/').next().unwrap_or(name);
@@ -464,10 +526,8 @@ fn place_hugetlb(file: &OpenFile, image: &Image, bias: u64, range: Range, name: 
     let result = (|| {
         sys::ftruncate(fd, len).map_err(|e| cause("ftruncate", e))?;
         // SAFETY: a fresh shared mapping of our own memfd.
-        let view = unsafe {
-            sys::mmap(0, len as usize, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
-        }
-        .map_err(|e| cause("mmap (pool has too few free pages)", e))? as u64;
+        let view = unsafe { sys::mmap(0, len as usize, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0) }
+            .map_err(|e| cause("mmap (pool has too few free pages)", e))? as u64;
         let filled = fill(file, image, bias, range, view);
         // SAFETY: the writable view is ours and no longer used.
         let _ = unsafe { sys::munmap(view as usize, len as usize) };
@@ -494,17 +554,27 @@ fn place_hugetlb(file: &OpenFile, image: &Image, bias: u64, range: Range, name: 
 /// (`/proc/PID/coredump_filter` bit 6), which would leave the program's
 /// code out of its cores: turn that bit on when hugetlb holds code.
 pub fn keep_hugetlb_in_core_dumps(loaded: &Loaded, report: &Report) {
-    if !loaded.outcomes.iter().any(|o| o.kind == Some(HugeKind::Hugetlb)) {
+    if !loaded
+        .outcomes
+        .iter()
+        .any(|o| o.kind == Some(HugeKind::Hugetlb))
+    {
         return;
     }
     const SHARED_HUGETLB: u64 = 1 << 6;
-    let Some(path) = CPath::from_parts(&[b"/proc/self/coredump_filter"]) else { return };
+    let Some(path) = CPath::from_parts(&[b"/proc/self/coredump_filter"]) else {
+        return;
+    };
     use linux_raw_sys::general::{O_CLOEXEC, O_RDWR};
-    let Ok(fd) = sys::open(&path, O_RDWR | O_CLOEXEC) else { return };
+    let Ok(fd) = sys::open(&path, O_RDWR | O_CLOEXEC) else {
+        return;
+    };
     let mut buf = [0u8; 32];
     let n = sys::read(fd, &mut buf).unwrap_or(0);
     let text = buf[..n].strip_suffix(b"\n").unwrap_or(&buf[..n]);
-    let current = core::str::from_utf8(text).ok().and_then(|t| u64::from_str_radix(t, 16).ok());
+    let current = core::str::from_utf8(text)
+        .ok()
+        .and_then(|t| u64::from_str_radix(t, 16).ok());
     if let Some(current) = current.filter(|c| c & SHARED_HUGETLB == 0) {
         let mut l = hugeload::fmt::Line::new();
         l.str("0x").hex(current | SHARED_HUGETLB, 0).str("\n");
@@ -520,7 +590,11 @@ pub fn keep_hugetlb_in_core_dumps(loaded: &Loaded, report: &Report) {
 /// Describes a fallback for the report.
 pub fn say_cause(report: &Report, range: Range, o: &Outcome) {
     report.say(|l| {
-        l.str("huge ").hex(range.start, 16).str("-").hex(range.end, 16).str(" on 4 KiB pages:");
+        l.str("huge ")
+            .hex(range.start, 16)
+            .str("-")
+            .hex(range.end, 16)
+            .str(" on 4 KiB pages:");
         for (backend, c) in [("hugetlb", o.hugetlb), ("thp", o.thp)] {
             if let Some(c) = c {
                 l.str(" ").str(backend).str(": ").str(c.step);

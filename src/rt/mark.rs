@@ -25,7 +25,8 @@ enum Refusal {
 pub fn main(boot: &Boot, first: usize, mark: bool) -> ! {
     if first >= boot.argc {
         let mut l = diag::line();
-        l.str(if mark { "--mark" } else { "--unmark" }).str(" needs at least one FILE");
+        l.str(if mark { "--mark" } else { "--unmark" })
+            .str(" needs at least one FILE");
         diag::emit(&mut l);
         sys::exit(2);
     }
@@ -54,7 +55,9 @@ fn set_mark(path: &[u8], mark: bool) -> Result<(), Refusal> {
     // Check what the file is through a read-only descriptor first: a
     // running program (hugeload itself, say) cannot be opened for writing.
     let file = OpenFile::open(&cpath).map_err(load)?;
-    let head = Head::read(&file).inspect_err(|_| file.close()).map_err(load)?;
+    let head = Head::read(&file)
+        .inspect_err(|_| file.close())
+        .map_err(load)?;
     let elf = ElfFile::parse(file, &head).map_err(load)?;
     let checked = check_markable(&elf, mark);
     elf.file.close();
@@ -97,7 +100,9 @@ pub fn print_rule() -> ! {
     let n = sys::readlink(b"/proc/self/exe", &mut buf).unwrap_or(0);
     let mut l = hugeload::fmt::Line::new();
     l.str(":hugeload:M::");
-    l.str("\\x7fELF\\x02\\x01\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x48\\x00\\x00\\x3e\\x00:");
+    l.str(
+        "\\x7fELF\\x02\\x01\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x48\\x00\\x00\\x3e\\x00:",
+    );
     l.str("\\xff\\xff\\xff\\xff\\xff\\xff\\xff\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\xff\\x00\\x00\\xff\\xff:");
     l.bytes(&buf[..n]).str(":POF\n");
     sys::write_all(1, l.as_bytes());

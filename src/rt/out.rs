@@ -36,4 +36,3 @@ impl Out {
         self.len = 0;
     }
 }
-

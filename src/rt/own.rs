@@ -4,8 +4,8 @@
 //! PT_LOADs is swapped, in place, for an anonymous copy of itself.
 
 use super::sys::{self, Errno};
-use hugeload::elf::{self, EHDR_SIZE, PHDR_SIZE, page_down, page_up};
 use goblin::elf::program_header::PT_LOAD;
+use hugeload::elf::{self, EHDR_SIZE, PHDR_SIZE, page_down, page_up};
 use linux_raw_sys::general::{MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE};
 
 unsafe extern "C" {
@@ -50,7 +50,11 @@ pub fn detach_from_file() -> Result<(), Errno> {
             use goblin::elf::program_header::{PF_R, PF_W, PF_X};
             use linux_raw_sys::general::PROT_EXEC;
             (if ph.p_flags & PF_R != 0 { PROT_READ } else { 0 })
-                | (if ph.p_flags & PF_W != 0 { PROT_WRITE } else { 0 })
+                | (if ph.p_flags & PF_W != 0 {
+                    PROT_WRITE
+                } else {
+                    0
+                })
                 | (if ph.p_flags & PF_X != 0 { PROT_EXEC } else { 0 })
         };
         swap_for_copy(start, end - start, prot)?;
@@ -60,7 +64,16 @@ pub fn detach_from_file() -> Result<(), Errno> {
 
 fn swap_for_copy(start: usize, len: usize, prot: u32) -> Result<(), Errno> {
     // SAFETY: a fresh anonymous mapping at an address the kernel chooses.
-    let copy = unsafe { sys::mmap(0, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0) }?;
+    let copy = unsafe {
+        sys::mmap(
+            0,
+            len,
+            PROT_READ | PROT_WRITE,
+            MAP_PRIVATE | MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    }?;
     // SAFETY: both ranges are mapped, readable/writable as used, and
     // disjoint.
     unsafe { core::ptr::copy_nonoverlapping(start as *const u8, copy as *mut u8, len) };

@@ -11,7 +11,9 @@ use hugeload::elf::page_down;
 use hugeload::fmt::Line;
 use hugeload::perfmap;
 use hugeload::plan::Range;
-use linux_raw_sys::general::{MAP_PRIVATE, O_CLOEXEC, O_CREAT, O_NOFOLLOW, O_TRUNC, O_WRONLY, PROT_READ};
+use linux_raw_sys::general::{
+    MAP_PRIVATE, O_CLOEXEC, O_CREAT, O_NOFOLLOW, O_TRUNC, O_WRONLY, PROT_READ,
+};
 
 /// A read-only view of part of a file, unmapped when dropped.
 struct View {
@@ -39,7 +41,9 @@ impl View {
     }
     fn bytes(&self) -> &[u8] {
         // SAFETY: the mapping lives as long as `self` and is read-only.
-        unsafe { core::slice::from_raw_parts((self.addr + self.skip) as *const u8, self.len - self.skip) }
+        unsafe {
+            core::slice::from_raw_parts((self.addr + self.skip) as *const u8, self.len - self.skip)
+        }
     }
 }
 
@@ -61,12 +65,20 @@ pub fn write(file: &OpenFile, bias: u64, moved: &[Range], path: &[u8], report: &
     }
     let mut name = Line::new();
     name.str("/tmp/perf-").dec(getpid()).str(".map");
-    let Some(map_path) = CPath::from_parts(&[name.as_bytes()]) else { return };
-    let fd = match sys::open_mode(&map_path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0o644) {
+    let Some(map_path) = CPath::from_parts(&[name.as_bytes()]) else {
+        return;
+    };
+    let fd = match sys::open_mode(
+        &map_path,
+        O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
+        0o644,
+    ) {
         Ok(fd) => fd,
         Err(e) => {
             report.say(|l| {
-                l.bytes(name.as_bytes()).str(": ").str(hugeload::error::errno_message(e.0));
+                l.bytes(name.as_bytes())
+                    .str(": ")
+                    .str(hugeload::error::errno_message(e.0));
             });
             return;
         }
@@ -78,17 +90,31 @@ pub fn write(file: &OpenFile, bias: u64, moved: &[Range], path: &[u8], report: &
         let shoff = u64::from_le_bytes(header[40..48].try_into().unwrap_or([0; 8]));
         let shnum = u16::from_le_bytes([header[60], header[61]]) as u64;
         let tables = View::new(file, shoff, shnum * perfmap::SHDR_SIZE as u64);
-        let symbols = tables.as_ref().and_then(|t| perfmap::symbol_tables(t.bytes()));
+        let symbols = tables
+            .as_ref()
+            .and_then(|t| perfmap::symbol_tables(t.bytes()));
         if let Some((symtab, strtab)) = symbols {
-            if let (Some(syms), Some(strs)) =
-                (View::new(file, symtab.offset, symtab.size), View::new(file, strtab.offset, strtab.size))
-            {
-                perfmap::functions_in(syms.bytes(), strs.bytes(), bias, moved, |start, size, fname| {
-                    let mut l = Line::new();
-                    l.hex(start, 0).str(" ").hex(size, 0).str(" ").bytes(fname).str("\n");
-                    out.line(&l);
-                    count += 1;
-                });
+            if let (Some(syms), Some(strs)) = (
+                View::new(file, symtab.offset, symtab.size),
+                View::new(file, strtab.offset, strtab.size),
+            ) {
+                perfmap::functions_in(
+                    syms.bytes(),
+                    strs.bytes(),
+                    bias,
+                    moved,
+                    |start, size, fname| {
+                        let mut l = Line::new();
+                        l.hex(start, 0)
+                            .str(" ")
+                            .hex(size, 0)
+                            .str(" ")
+                            .bytes(fname)
+                            .str("\n");
+                        out.line(&l);
+                        count += 1;
+                    },
+                );
             }
         }
     }
@@ -96,13 +122,22 @@ pub fn write(file: &OpenFile, bias: u64, moved: &[Range], path: &[u8], report: &
         // A stripped program: one line per moved range, naming the file.
         for r in moved {
             let mut l = Line::new();
-            l.hex(r.start, 0).str(" ").hex(r.len(), 0).str(" [").bytes(path).str("]\n");
+            l.hex(r.start, 0)
+                .str(" ")
+                .hex(r.len(), 0)
+                .str(" [")
+                .bytes(path)
+                .str("]\n");
             out.line(&l);
         }
     }
     out.flush();
     sys::close(fd);
     report.say(|l| {
-        l.str("perf map ").bytes(name.as_bytes()).str(": ").dec(count).str(" functions");
+        l.str("perf map ")
+            .bytes(name.as_bytes())
+            .str(": ")
+            .dec(count)
+            .str(" functions");
     });
 }

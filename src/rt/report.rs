@@ -32,7 +32,11 @@ pub fn report_program(
     }
     report.say(|l| {
         l.str("load ").bytes(path).str(": ");
-        l.str(if image.is_dyn() { "ET_DYN at 0x" } else { "ET_EXEC at 0x" });
+        l.str(if image.is_dyn() {
+            "ET_DYN at 0x"
+        } else {
+            "ET_EXEC at 0x"
+        });
         l.hex(loaded.bias + image.lo(), 0);
         match interp {
             Some(i) => l.str(", interpreter ").bytes(i),
@@ -42,7 +46,11 @@ pub fn report_program(
     for o in &loaded.outcomes {
         match o.kind {
             Some(kind) => report.say(|l| {
-                l.str("huge ").hex(o.range.start, 16).str("-").hex(o.range.end, 16).str(" ");
+                l.str("huge ")
+                    .hex(o.range.start, 16)
+                    .str("-")
+                    .hex(o.range.end, 16)
+                    .str(" ");
                 l.dec(o.range.len() / HUGE).str(" x 2M ").str(kind.name());
                 let borrowed: u64 = image
                     .loads
@@ -54,7 +62,9 @@ pub fn report_program(
                     })
                     .sum();
                 if borrowed > 0 {
-                    l.str(" (also makes ").dec(borrowed).str(" bytes of read-only data executable)");
+                    l.str(" (also makes ")
+                        .dec(borrowed)
+                        .str(" bytes of read-only data executable)");
                 }
             }),
             None => map::say_cause(report, o.range, o),
@@ -70,8 +80,16 @@ pub fn report_program(
         let planned = plan::segment_on_huge(s, &loaded.plan);
         let huge = plan::segment_on_huge(s, &actual_plan);
         report.say(|l| {
-            l.str("segment ").hex(loaded.bias + s.vaddr, 16).str("-").hex(loaded.bias + s.end(), 16);
-            l.str(" ").str(perms(s.flags)).str(" huge ").dec(huge).str(" small ").dec(s.memsz - huge);
+            l.str("segment ")
+                .hex(loaded.bias + s.vaddr, 16)
+                .str("-")
+                .hex(loaded.bias + s.end(), 16);
+            l.str(" ")
+                .str(perms(s.flags))
+                .str(" huge ")
+                .dec(huge)
+                .str(" small ")
+                .dec(s.memsz - huge);
             if !s.is_exec() {
                 l.str(": not code");
             } else if settings.backend == hugeload::options::Backend::Off {
@@ -90,9 +108,19 @@ pub fn report_program(
     let text = image.text_bytes();
     let on_huge = plan::text_on_huge(image, &actual_plan);
     report.say(|l| {
-        l.str("total text ").dec(text).str(" bytes, on huge pages ").dec(on_huge).str(" bytes (");
-        l.percent(on_huge, text).str("), huge pages ").dec(plan::huge_pages(&actual_plan));
-        l.str(" of least possible ").dec(plan::least_huge_pages(image, loaded.bias));
-        l.str(", strategy ").str(settings.strategy.name()).str(", backend ").str(settings.backend.name());
+        l.str("total text ")
+            .dec(text)
+            .str(" bytes, on huge pages ")
+            .dec(on_huge)
+            .str(" bytes (");
+        l.percent(on_huge, text)
+            .str("), huge pages ")
+            .dec(plan::huge_pages(&actual_plan));
+        l.str(" of least possible ")
+            .dec(plan::least_huge_pages(image, loaded.bias));
+        l.str(", strategy ")
+            .str(settings.strategy.name())
+            .str(", backend ")
+            .str(settings.backend.name());
     });
 }

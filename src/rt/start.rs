@@ -7,11 +7,11 @@
 //! runs on the kernel's stack below room for the new initial stack.
 
 use super::arch;
+use super::boot::Boot;
 use super::sys;
+use super::{interp, launch};
 use core::sync::atomic::{AtomicUsize, Ordering};
 use hugeload::elf::PAGE;
-use super::boot::Boot;
-use super::{interp, launch};
 use linux_raw_sys::auxvec::{AT_BASE, AT_EXECFD, AT_FLAGS};
 
 /// Size of hugeload's work stack.
@@ -31,11 +31,20 @@ pub fn work_stack() -> (usize, usize) {
 /// Called by `_start` with the kernel's stack pointer.
 #[unsafe(no_mangle)]
 pub extern "C" fn hugeload_start(sp: usize) -> ! {
-    use linux_raw_sys::general::{MAP_ANONYMOUS, MAP_NORESERVE, MAP_PRIVATE, PROT_NONE, PROT_READ, PROT_WRITE};
+    use linux_raw_sys::general::{
+        MAP_ANONYMOUS, MAP_NORESERVE, MAP_PRIVATE, PROT_NONE, PROT_READ, PROT_WRITE,
+    };
     let len = WORK_STACK + PAGE as usize;
     // SAFETY: a fresh private mapping at an address the kernel chooses.
     let stack = unsafe {
-        sys::mmap(0, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
+        sys::mmap(
+            0,
+            len,
+            PROT_READ | PROT_WRITE,
+            MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+            -1,
+            0,
+        )
     };
     // SAFETY (both arms): `run` re-reads everything it needs from above
     // `sp`; the new stack region is unused.

@@ -26,7 +26,14 @@ pub fn main(boot: &Boot, first: usize) -> ! {
     }
     // SAFETY: a fresh private mapping at an address the kernel chooses.
     let buf = unsafe {
-        sys::mmap(0, SMAPS_MAX, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
+        sys::mmap(
+            0,
+            SMAPS_MAX,
+            PROT_READ | PROT_WRITE,
+            MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+            -1,
+            0,
+        )
     };
     let Ok(buf) = buf else {
         diag::fail(b"--stat", hugeload::error::LoadError::Os(12));
@@ -88,21 +95,44 @@ fn print_text(out: &mut Out, pid: &[u8], text: &[u8]) {
     let totals = smaps::code(text, |c: &Code| {
         let m = &c.mapping;
         let mut l = Line::new();
-        l.str("  ").hex(m.start, 12).str("-").hex(m.end, 12).str(" ").bytes(&m.perms).str(" huge ");
-        l.dec(m.huge_bytes().min(m.len())).str(" small ").dec(m.len().saturating_sub(m.huge_bytes()));
+        l.str("  ")
+            .hex(m.start, 12)
+            .str("-")
+            .hex(m.end, 12)
+            .str(" ")
+            .bytes(&m.perms)
+            .str(" huge ");
+        l.dec(m.huge_bytes().min(m.len()))
+            .str(" small ")
+            .dec(m.len().saturating_sub(m.huge_bytes()));
         l.str(" ").str(c.backend()).str(" ").bytes(c.file);
         if c.is_copy {
-            l.str(" (copy in ").bytes(if m.name.is_empty() { b"anonymous memory" } else { m.name }).str(")");
+            l.str(" (copy in ")
+                .bytes(if m.name.is_empty() {
+                    b"anonymous memory"
+                } else {
+                    m.name
+                })
+                .str(")");
         }
         l.str("\n");
         out.line(&l);
     });
     let mut l = Line::new();
-    l.str("  total text ").dec(totals.text_bytes).str(" bytes, on huge pages ").dec(totals.huge_bytes);
-    l.str(" bytes (").percent(totals.huge_bytes, totals.text_bytes).str("), huge pages ");
-    l.dec(totals.huge_pages).str(" of least possible ").dec(totals.least_pages);
+    l.str("  total text ")
+        .dec(totals.text_bytes)
+        .str(" bytes, on huge pages ")
+        .dec(totals.huge_bytes);
+    l.str(" bytes (")
+        .percent(totals.huge_bytes, totals.text_bytes)
+        .str("), huge pages ");
+    l.dec(totals.huge_pages)
+        .str(" of least possible ")
+        .dec(totals.least_pages);
     if totals.other_bytes > 0 {
-        l.str("; ").dec(totals.other_bytes).str(" bytes of anonymous code (JIT) not counted");
+        l.str("; ")
+            .dec(totals.other_bytes)
+            .str(" bytes of anonymous code (JIT) not counted");
     }
     l.str("\n");
     out.line(&l);

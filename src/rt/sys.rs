@@ -158,7 +158,14 @@ pub unsafe fn pread_into(fd: Fd, addr: usize, len: usize, offset: u64) -> Result
 /// # Safety
 /// With `MAP_FIXED` this replaces whatever was mapped there: the caller
 /// must own that range.
-pub unsafe fn mmap(addr: usize, len: usize, prot: u32, flags: u32, fd: Fd, off: u64) -> Result<usize> {
+pub unsafe fn mmap(
+    addr: usize,
+    len: usize,
+    prot: u32,
+    flags: u32,
+    fd: Fd,
+    off: u64,
+) -> Result<usize> {
     // SAFETY: the caller guarantees what a fixed mapping replaces.
     check(unsafe { syscall!(Sysno::mmap, addr, len, prot, flags, fd, off) })
 }
@@ -184,7 +191,16 @@ pub unsafe fn mprotect(addr: usize, len: usize, prot: u32) -> Result<()> {
 pub unsafe fn mremap_fixed(old: usize, len: usize, new: usize) -> Result<()> {
     use linux_raw_sys::general::{MREMAP_FIXED, MREMAP_MAYMOVE};
     // SAFETY: the caller guarantees both ranges.
-    let r = unsafe { syscall!(Sysno::mremap, old, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, new) };
+    let r = unsafe {
+        syscall!(
+            Sysno::mremap,
+            old,
+            len,
+            len,
+            MREMAP_MAYMOVE | MREMAP_FIXED,
+            new
+        )
+    };
     match check(r) {
         Ok(got) if got == new => Ok(()),
         Ok(_) => Err(EINVAL),
@@ -265,7 +281,15 @@ pub fn readlink(path: &[u8], buf: &mut [u8]) -> Result<usize> {
     let path = CPath::from_parts(&[path]).ok_or(EINVAL)?;
     // SAFETY: `path` is NUL-terminated; the kernel writes at most
     // `buf.len()` bytes.
-    check(unsafe { syscall!(Sysno::readlinkat, AT_FDCWD, path.ptr(), buf.as_mut_ptr(), buf.len()) })
+    check(unsafe {
+        syscall!(
+            Sysno::readlinkat,
+            AT_FDCWD,
+            path.ptr(),
+            buf.as_mut_ptr(),
+            buf.len()
+        )
+    })
 }
 
 /// pwrite(2) of all of `bytes` at `offset`.
@@ -290,4 +314,18 @@ pub fn read(fd: Fd, buf: &mut [u8]) -> Result<usize> {
 pub fn brk_now() -> u64 {
     // SAFETY: brk(0) only queries.
     check(unsafe { syscall!(Sysno::brk, 0) }).unwrap_or(0) as u64
+}
+
+/// prctl(PR_SET_MM, PR_SET_MM_MAP, map): sets the layout fields /proc
+/// shows, the saved auxv, and (privileged) the exe file, in one call.
+pub fn set_mm_map(map: &linux_raw_sys::prctl::prctl_mm_map) -> Result<()> {
+    use linux_raw_sys::prctl::{PR_SET_MM, PR_SET_MM_MAP};
+    prctl(
+        PR_SET_MM,
+        PR_SET_MM_MAP as usize,
+        map as *const _ as usize,
+        core::mem::size_of_val(map),
+        0,
+    )
+    .map(|_| ())
 }
