@@ -97,45 +97,24 @@ impl ElfFile {
     /// Validates the ELF whose first bytes are `head`. Takes the file; it is
     /// closed on failure.
     pub fn parse(file: OpenFile, head: &Head) -> Result<ElfFile, LoadError> {
-        let mut elf = ElfFile {
-            file,
-            image: Image {
-                e_type: 0,
-                e_entry: 0,
-                e_phnum: 0,
-                phdr_vaddr: 0,
-                loads: heapless::Vec::new(),
-                interp: None,
-                interp_vaddr: 0,
-                dynamic: None,
-                exec_stack: false,
-                max_align: elf::PAGE,
-            },
-        };
-        match elf.parse_in_place(head) {
-            Ok(()) => Ok(elf),
+        match Self::read_image(&file, head) {
+            Ok(image) => Ok(ElfFile { file, image }),
             Err(e) => {
-                elf.file.close();
+                file.close();
                 Err(e)
             }
         }
     }
 
-    fn parse_in_place(&mut self, head: &Head) -> Result<(), LoadError> {
+    fn read_image(file: &OpenFile, head: &Head) -> Result<Image, LoadError> {
         let header = elf::parse_header(head.as_bytes(), arch::ELF_MACHINE)?;
         let table_len = elf::phdr_table_len(&header);
-        if header
-            .e_phoff
-            .checked_add(table_len as u64)
-            .is_none_or(|e| e > self.file.size)
-        {
+        if header.e_phoff.checked_add(table_len as u64).is_none_or(|e| e > file.size) {
             return Err(LoadError::HeadersOutsideFile);
         }
         let mut table = [0u8; MAX_PHDR_BYTES];
-        self.file
-            .read_exact(&mut table[..table_len], header.e_phoff)?;
-        self.image = elf::parse_image(&header, &table[..table_len], self.file.size)?;
-        Ok(())
+        file.read_exact(&mut table[..table_len], header.e_phoff)?;
+        elf::parse_image(&header, &table[..table_len], file.size)
     }
 
     /// Reads the PT_INTERP path into `buf`; returns it without its NUL.

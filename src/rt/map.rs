@@ -139,6 +139,23 @@ fn reserve_at(start: u64, len: u64) -> Result<(), Errno> {
     Ok(())
 }
 
+/// Of the fresh mapping `[raw, raw + raw_len)`, keeps `[start, start +
+/// len)` (which lies inside it) and unmaps the rest: how an over-allocated
+/// mapping is aligned.
+fn keep_only(raw: u64, raw_len: u64, start: u64, len: u64) {
+    // SAFETY: both pieces belong to a mapping the caller just made and
+    // nothing uses.
+    unsafe {
+        if start > raw {
+            let _ = sys::munmap(raw as usize, (start - raw) as usize);
+        }
+        let end = raw + raw_len;
+        if start + len < end {
+            let _ = sys::munmap((start + len) as usize, (end - start - len) as usize);
+        }
+    }
+}
+
 /// Picks a PIE's bias: congruent to `phase` modulo 2 MiB, in the range the
 /// kernel would use (`ELF_ET_DYN_BASE` plus its random offset, so `brk` can
 /// follow the image as after a direct exec), with the reservation of
@@ -176,17 +193,7 @@ fn place_pie(rel_start: i64, len: u64, phase: u64) -> Result<u64, LoadError> {
     let first_bias = addr.wrapping_sub(rel_start as u64);
     let bias = huge_down(first_bias) + phase;
     let bias = if bias < first_bias { bias + HUGE } else { bias };
-    let start = bias.wrapping_add(rel_start as u64);
-    // SAFETY: both trimmed pieces are parts of the mapping just made.
-    unsafe {
-        if start > addr {
-            let _ = sys::munmap(addr as usize, (start - addr) as usize);
-        }
-        let end = addr + len + HUGE;
-        if start + len < end {
-            let _ = sys::munmap((start + len) as usize, (end - start - len) as usize);
-        }
-    }
+    keep_only(addr, len + HUGE, bias.wrapping_add(rel_start as u64), len);
     Ok(bias)
 }
 
@@ -446,16 +453,7 @@ fn place_thp(file: &OpenFile, image: &Image, bias: u64, range: Range) -> Result<
     }
     .map_err(|e| cause("mmap", e))? as u64;
     let tmp = plan::huge_up(raw);
-    // SAFETY: trimming the unaligned ends of the mapping just made.
-    unsafe {
-        if tmp > raw {
-            let _ = sys::munmap(raw as usize, (tmp - raw) as usize);
-        }
-        let end = raw + len + HUGE;
-        if tmp + len < end {
-            let _ = sys::munmap((tmp + len) as usize, (end - tmp - len) as usize);
-        }
-    }
+    keep_only(raw, len + HUGE, tmp, len);
     let discard = |c: Cause| {
         // SAFETY: the temporary mapping is ours and unused.
         let _ = unsafe { sys::munmap(tmp as usize, len as usize) };
