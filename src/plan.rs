@@ -11,6 +11,11 @@ use crate::elf::{Image, PAGE, Segment};
 pub const HUGE: u64 = 2 << 20;
 /// At most this many separate huge ranges per image.
 pub const MAX_RANGES: usize = 16;
+/// Huge ranges are placed in pieces of at most this size, so that a
+/// hugetlb pool too small for the whole text still serves part of it.
+pub const PIECE: u64 = 16 << 20;
+/// At most this many pieces per image (4 GiB of text).
+pub const MAX_PIECES: usize = 256;
 
 pub const fn huge_down(x: u64) -> u64 {
     x & !(HUGE - 1)
@@ -191,7 +196,7 @@ pub fn choose_phase(image: &Image, strategy: Strategy) -> u64 {
             }
             // A bias of 2 MiB and more keeps every block address positive.
             let probe = plan(image, phase + 2 * HUGE, strategy, Range::ALL);
-            let bytes = text_on_huge(image, &probe);
+            let bytes = text_on_huge(image, probe.bias, &probe.huge);
             if best_bytes.is_none_or(|b| bytes > b) {
                 best_bytes = Some(bytes);
                 best_phase = phase;
@@ -201,20 +206,29 @@ pub fn choose_phase(image: &Image, strategy: Strategy) -> u64 {
     best_phase
 }
 
-/// Bytes of executable segments that lie in the plan's huge ranges.
-pub fn text_on_huge(image: &Image, plan: &Plan) -> u64 {
+/// Bytes of executable segments (at `bias`) that lie in `huge`.
+pub fn text_on_huge(image: &Image, bias: u64, huge: &[Range]) -> u64 {
     image
         .loads
         .iter()
         .filter(|s| s.is_exec())
-        .map(|s| segment_on_huge(s, plan))
+        .map(|s| segment_on_huge(s, bias, huge))
         .sum()
 }
 
-/// Bytes of `segment` (its `p_memsz`) that lie in the plan's huge ranges.
-pub fn segment_on_huge(segment: &Segment, plan: &Plan) -> u64 {
-    let range = Range::new(plan.bias + segment.vaddr, plan.bias + segment.end());
-    plan.huge.iter().map(|h| h.intersect(&range).len()).sum()
+/// Bytes of `segment` (its `p_memsz`, at `bias`) that lie in `huge`.
+pub fn segment_on_huge(segment: &Segment, bias: u64, huge: &[Range]) -> u64 {
+    let range = Range::new(bias + segment.vaddr, bias + segment.end());
+    huge.iter().map(|h| h.intersect(&range).len()).sum()
+}
+
+/// `range` cut into pieces of at most [`PIECE`] bytes.
+pub fn pieces(range: Range) -> impl Iterator<Item = Range> {
+    let count = range.len().div_ceil(PIECE);
+    (0..count).map(move |i| {
+        let start = range.start + i * PIECE;
+        Range::new(start, (start + PIECE).min(range.end))
+    })
 }
 
 /// The fewest 2 MiB pages that can hold the text at this bias: the blocks
@@ -236,9 +250,9 @@ pub fn least_huge_pages(image: &Image, bias: u64) -> u64 {
     count
 }
 
-/// Pages used by the plan's huge ranges.
-pub fn huge_pages(plan: &Plan) -> u64 {
-    plan.huge.iter().map(|r| r.len() / HUGE).sum()
+/// 2 MiB pages in `huge`.
+pub fn huge_pages(huge: &[Range]) -> u64 {
+    huge.iter().map(|r| r.len() / HUGE).sum()
 }
 
 /// Where the bytes of an ordinary mapping come from.
@@ -422,7 +436,7 @@ mod tests {
         let p = plan(&img, 0, Strategy::Conservative, Range::ALL);
         // Text 0x401000..0x901000: blocks 0x600000 and 0x800000 are whole.
         assert_eq!(&p.huge[..], &[Range::new(0x600000, 0x800000)][..]);
-        assert_eq!(huge_pages(&p), 1);
+        assert_eq!(huge_pages(&p.huge), 1);
         assert_eq!(least_huge_pages(&img, 0), 3); // 0x400000..0xa00000
         assert_eq!(p.reserve, Range::new(0x400000, img.hi()));
     }
@@ -433,7 +447,7 @@ mod tests {
         let p = plan(&img, 0, Strategy::Conservative, Range::ALL);
         // Text 0x401000..0xd01000: whole blocks 0x600000..0xc00000.
         assert_eq!(&p.huge[..], &[Range::new(0x600000, 0xc00000)][..]);
-        assert_eq!(text_on_huge(&img, &p), 6 * M);
+        assert_eq!(text_on_huge(&img, p.bias, &p.huge), 6 * M);
     }
 
     #[test]
@@ -459,8 +473,8 @@ mod tests {
         let window = Range::new(img.lo(), img.hi());
         let p = plan(&img, 0, Strategy::Aggressive, window);
         assert_eq!(&p.huge[..], &[Range::new(0x400000, 0xe00000)][..]);
-        assert_eq!(text_on_huge(&img, &p), 9 * M);
-        assert_eq!(huge_pages(&p), least_huge_pages(&img, 0));
+        assert_eq!(text_on_huge(&img, p.bias, &p.huge), 9 * M);
+        assert_eq!(huge_pages(&p.huge), least_huge_pages(&img, 0));
     }
 
     #[test]
@@ -501,7 +515,7 @@ mod tests {
             &[Range::new(bias + 0x1f000, bias + 0x1f000 + 4 * M)][..]
         );
         assert_eq!(least_huge_pages(&img, bias), 3);
-        assert_eq!(huge_pages(&p), 2);
+        assert_eq!(huge_pages(&p.huge), 2);
     }
 
     #[test]
@@ -510,9 +524,9 @@ mod tests {
         let phase = choose_phase(&img, Strategy::Aggressive);
         let bias = 0x5555_5540_0000 + phase;
         let p = plan(&img, bias, Strategy::Aggressive, Range::ALL);
-        assert_eq!(text_on_huge(&img, &p), img.text_bytes());
-        assert_eq!(huge_pages(&p), least_huge_pages(&img, bias));
-        assert_eq!(huge_pages(&p), 3);
+        assert_eq!(text_on_huge(&img, p.bias, &p.huge), img.text_bytes());
+        assert_eq!(huge_pages(&p.huge), least_huge_pages(&img, bias));
+        assert_eq!(huge_pages(&p.huge), 3);
         // The reservation covers the huge ranges as well as the image.
         assert!(
             p.reserve
@@ -537,9 +551,9 @@ mod tests {
         let phase = choose_phase(&img, Strategy::Aggressive);
         let bias = 0x7f00_0000_0000 + phase;
         let p = plan(&img, bias, Strategy::Aggressive, Range::ALL);
-        assert_eq!(huge_pages(&p), 1);
+        assert_eq!(huge_pages(&p.huge), 1);
         assert_eq!(p.huge[0].end, bias + 0x2000);
-        assert_eq!(text_on_huge(&img, &p), 0x180);
+        assert_eq!(text_on_huge(&img, p.bias, &p.huge), 0x180);
         // Conservative: nothing.
         let phase = choose_phase(&img, Strategy::Conservative);
         let p = plan(
@@ -570,13 +584,13 @@ mod tests {
         assert_eq!(&spans[..], &[Range::new(0xb6f000, 0x2601000)][..]);
         let p = plan(&img, 0, Strategy::Conservative, Range::ALL);
         assert_eq!(&p.huge[..], &[Range::new(0xc00000, 0x2600000)][..]);
-        assert_eq!(huge_pages(&p), 13);
+        assert_eq!(huge_pages(&p.huge), 13);
         assert_eq!(least_huge_pages(&img, 0), 15);
         let window = Range::new(img.lo(), img.hi());
         let p = plan(&img, 0, Strategy::Aggressive, window);
         assert_eq!(&p.huge[..], &[Range::new(0xa00000, 0x2800000)][..]);
-        assert_eq!(huge_pages(&p), 15);
-        assert_eq!(text_on_huge(&img, &p), img.text_bytes());
+        assert_eq!(huge_pages(&p.huge), 15);
+        assert_eq!(text_on_huge(&img, p.bias, &p.huge), img.text_bytes());
     }
 
     #[test]
@@ -658,6 +672,17 @@ mod tests {
         let mut fills_seen = std::vec::Vec::new();
         fills(&img, 0, range, 0x3000, |f| fills_seen.push(f));
         assert_eq!(fills_seen[1].len, 0x2000);
+    }
+
+    #[test]
+    fn pieces_cut_long_ranges() {
+        let r = Range::new(0x40_0000, 0x40_0000 + 40 * M);
+        let cut: std::vec::Vec<Range> = pieces(r).collect();
+        assert_eq!(cut.len(), 3);
+        assert_eq!(cut[0], Range::new(0x40_0000, 0x40_0000 + 16 * M));
+        assert_eq!(cut[2], Range::new(0x40_0000 + 32 * M, 0x40_0000 + 40 * M));
+        assert!(cut.iter().all(|c| c.start % HUGE == 0 && c.end % HUGE == 0));
+        assert_eq!(pieces(Range::new(0, 2 * M)).count(), 1);
     }
 
     #[test]

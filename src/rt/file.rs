@@ -109,7 +109,11 @@ impl ElfFile {
     fn read_image(file: &OpenFile, head: &Head) -> Result<Image, LoadError> {
         let header = elf::parse_header(head.as_bytes(), arch::ELF_MACHINE)?;
         let table_len = elf::phdr_table_len(&header);
-        if header.e_phoff.checked_add(table_len as u64).is_none_or(|e| e > file.size) {
+        if header
+            .e_phoff
+            .checked_add(table_len as u64)
+            .is_none_or(|e| e > file.size)
+        {
             return Err(LoadError::HeadersOutsideFile);
         }
         let mut table = [0u8; MAX_PHDR_BYTES];

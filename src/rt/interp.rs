@@ -22,7 +22,7 @@ use super::{perfmap, report};
 use hugeload::elf::{Image, PAGE, PHDR_SIZE, page_down};
 use hugeload::error::LoadError;
 use hugeload::options::Backend;
-use hugeload::plan::{Range, Ranges};
+use hugeload::plan::Range;
 use linux_raw_sys::auxvec::{AT_BASE, AT_ENTRY, AT_PHDR, AT_PHNUM};
 
 pub fn main(boot: &mut Boot) -> ! {
@@ -48,7 +48,7 @@ pub fn main(boot: &mut Boot) -> ! {
     let mut exe_name = [0u8; 256];
     let exe_name = read_link(b"/proc/self/exe", &mut exe_name).unwrap_or(b"program");
 
-    let mut huge = Ranges::new();
+    let mut huge = map::Placed::new();
     if settings.backend != Backend::Off && consistent {
         let loaded = map::remap_in_place(&program.file, image, bias, exe_name, &settings);
         report::report_program(
@@ -129,7 +129,7 @@ fn name_real_interp(
     image: &Image,
     bias: u64,
     path: &'static [u8],
-    huge: &Ranges,
+    huge: &map::Placed,
     report: &Report,
 ) {
     use goblin::elf::program_header::PT_INTERP;

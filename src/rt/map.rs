@@ -68,7 +68,7 @@ const fn cause(step: &'static str, errno: Errno) -> Cause {
 }
 
 /// What became of one planned huge range.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Outcome {
     pub range: Range,
     pub kind: Option<HugeKind>,
@@ -76,7 +76,9 @@ pub struct Outcome {
     pub thp: Option<Cause>,
 }
 
-pub type Outcomes = heapless::Vec<Outcome, { plan::MAX_RANGES }>;
+pub type Outcomes = heapless::Vec<Outcome, { plan::MAX_PIECES }>;
+/// Ranges on huge pages, adjacent pieces merged.
+pub type Placed = heapless::Vec<Range, { plan::MAX_PIECES }>;
 
 /// A loaded image.
 pub struct Loaded {
@@ -92,13 +94,18 @@ impl Loaded {
     pub fn phdr(&self, image: &Image) -> u64 {
         self.bias + image.phdr_vaddr
     }
-    /// The ranges that really are on huge pages.
-    pub fn huge_ranges(&self) -> Ranges {
-        let mut r = Ranges::new();
+    /// The ranges that really are on huge pages, adjacent pieces merged.
+    pub fn huge_ranges(&self) -> Placed {
+        let mut placed = Placed::new();
         for o in self.outcomes.iter().filter(|o| o.kind.is_some()) {
-            let _ = r.push(o.range);
+            match placed.last_mut() {
+                Some(last) if last.end == o.range.start => last.end = o.range.end,
+                _ => {
+                    let _ = placed.push(o.range);
+                }
+            }
         }
-        r
+        placed
     }
     /// One past the highest address the image occupies.
     pub fn end(&self) -> u64 {
@@ -225,7 +232,7 @@ pub fn load_program(
     let mut outcomes = Outcomes::new();
     if settings.backend != Backend::Off {
         let thp_disabled = sys::prctl(PR_GET_THP_DISABLE, 0, 0, 0, 0).unwrap_or(0) == 1;
-        for &range in &plan.huge {
+        for range in plan.huge.iter().flat_map(|r| plan::pieces(*r)) {
             let outcome = map_huge(
                 file,
                 image,
@@ -262,7 +269,7 @@ pub fn remap_in_place(
     let plan = plan::plan(image, bias, settings.strategy, window);
     let thp_disabled = sys::prctl(PR_GET_THP_DISABLE, 0, 0, 0, 0).unwrap_or(0) == 1;
     let mut outcomes = Outcomes::new();
-    for &range in &plan.huge {
+    for range in plan.huge.iter().flat_map(|r| plan::pieces(*r)) {
         let _ = outcomes.push(map_huge(
             file,
             image,

@@ -43,7 +43,22 @@ pub fn report_program(
             None => l.str(", static"),
         };
     });
-    for o in &loaded.outcomes {
+    // One line per run of adjacent pieces that ended the same way.
+    let mut i = 0;
+    while i < loaded.outcomes.len() {
+        let mut o = loaded.outcomes[i];
+        while let Some(next) = loaded.outcomes.get(i + 1) {
+            let same = next.range.start == o.range.end
+                && next.kind == o.kind
+                && next.hugetlb == o.hugetlb
+                && next.thp == o.thp;
+            if !same {
+                break;
+            }
+            o.range.end = next.range.end;
+            i += 1;
+        }
+        i += 1;
         match o.kind {
             Some(kind) => report.say(|l| {
                 l.str("huge ")
@@ -67,18 +82,13 @@ pub fn report_program(
                         .str(" bytes of read-only data executable)");
                 }
             }),
-            None => map::say_cause(report, o.range, o),
+            None => map::say_cause(report, o.range, &o),
         }
     }
     let actual = loaded.huge_ranges();
-    let actual_plan = plan::Plan {
-        bias: loaded.bias,
-        huge: actual.clone(),
-        reserve: loaded.plan.reserve,
-    };
     for s in &image.loads {
-        let planned = plan::segment_on_huge(s, &loaded.plan);
-        let huge = plan::segment_on_huge(s, &actual_plan);
+        let planned = plan::segment_on_huge(s, loaded.bias, &loaded.plan.huge);
+        let huge = plan::segment_on_huge(s, loaded.bias, &actual);
         report.say(|l| {
             l.str("segment ")
                 .hex(loaded.bias + s.vaddr, 16)
@@ -106,7 +116,7 @@ pub fn report_program(
         });
     }
     let text = image.text_bytes();
-    let on_huge = plan::text_on_huge(image, &actual_plan);
+    let on_huge = plan::text_on_huge(image, loaded.bias, &actual);
     report.say(|l| {
         l.str("total text ")
             .dec(text)
@@ -115,7 +125,7 @@ pub fn report_program(
             .str(" bytes (");
         l.percent(on_huge, text)
             .str("), huge pages ")
-            .dec(plan::huge_pages(&actual_plan));
+            .dec(plan::huge_pages(&actual));
         l.str(" of least possible ")
             .dec(plan::least_huge_pages(image, loaded.bias));
         l.str(", strategy ")
