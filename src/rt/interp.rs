@@ -74,6 +74,7 @@ pub fn main(boot: &mut Boot) -> ! {
     let Some(interp_path) = chain::real_interp(boot, &program) else {
         program.file.close();
         boot.set_aux(AT_BASE, 0);
+        save_auxv(boot, &report);
         // SAFETY: the kernel's stack, unchanged but for AT_BASE, and the
         // program's entry point, mapped by the kernel.
         unsafe { arch::enter(entry as usize, boot.sp, start::work_stack()) }
@@ -152,14 +153,21 @@ fn name_real_interp(
     let on_huge = huge
         .iter()
         .any(|r| r.overlaps(&Range::new(page, page + PAGE)));
-    let Some(holder) = holder.filter(|s| !s.is_exec() && !s.is_write() && !on_huge) else {
+    let Some(holder) = holder.filter(|s| !s.is_exec() && !on_huge) else {
         report.say(|l| {
-            l.str("ld.so keeps the name of PT_INTERP (hugeload) in its link map: the program headers are not on a plain read-only page");
+            l.str("ld.so keeps the name of PT_INTERP (hugeload) in its link map: the program headers share a page with code");
         });
         return;
     };
-    let _ = holder;
     let value = (path.as_ptr() as u64).wrapping_sub(bias);
+    if holder.is_write() {
+        // patchelf moves the headers of a fixed-address program into a
+        // writable segment of its own.
+        // SAFETY: the field lies in the program's writable, private
+        // mapping, which nothing uses yet.
+        unsafe { *(field as *mut u64) = value };
+        return;
+    }
     use linux_raw_sys::general::{PROT_READ, PROT_WRITE};
     // SAFETY: the page holds the program's read-only headers, mapped private
     // by the kernel; nothing runs from it; it goes back to read-only.

@@ -1,0 +1,2326 @@
+//! Integration tests of hugeload's other ways in and out: PT_INTERP mode,
+//! `$ORIGIN`, binfmt_misc (per-user-namespace, Linux 6.7+), secure
+//! execution, `--stat`, `--perf-map`, gdb and core dumps.
+//!
+//! Every test compares with a direct run of the same program, or reads
+//! `/proc/PID/*` of the program while it runs. The fixture
+//! `tests/fixtures/modes_probe.c` is built here (glibc PIE and non-PIE, musl,
+//! static, static-pie) into target/fixtures/modes-*. A test that needs
+//! something the machine lacks (root, a tool, a kernel feature) prints
+//! `SKIP <test>: <reason>`; with `HUGELOAD_STRICT=1` that fails.
+
+#[macro_use]
+mod common;
+
+use common::*;
+use std::collections::HashMap;
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{Mutex, OnceLock, mpsc};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+/// Arguments given to the probe fixtures (an empty one, one with a space,
+/// ones that look like options).
+const ARGS: &[&str] = &["a", "b c", "", "--", "-v"];
+const PROBE_ENV: &str = "x y=z";
+const FOUR_MIB: u64 = 4 << 20;
+const GLIBC_INTERP: &str = "/lib64/ld-linux-x86-64.so.2";
+const MUSL_INTERP: &str = "/lib/ld-musl-x86_64.so.1";
+/// Every variable hugeload reads, removed from every command here.
+const ALL_HUGELOAD_ENV: [&str; 6] = [
+    "HUGELOAD_STRATEGY",
+    "HUGELOAD_BACKEND",
+    "HUGELOAD_VERBOSE",
+    "HUGELOAD_OFF",
+    "HUGELOAD_INTERP",
+    "HUGELOAD_PERFMAP",
+];
+/// `mov (%rdi),%eax; ret; int3`: the first bytes of `hl_crash_fn` in
+/// modes_probe.c, where it faults.
+const CRASH_BYTES: [u8; 4] = [0x8b, 0x07, 0xc3, 0xcc];
+
+// ---------------------------------------------------------------------------
+// Small helpers
+
+/// Removes the `HUGELOAD_*` variables, and `LD_LIBRARY_PATH` (cargo sets it
+/// to the toolchain's lib, which would find rustc's libraries without
+/// `$ORIGIN`).
+fn clean_env(cmd: &mut Command) -> &mut Command {
+    for var in ALL_HUGELOAD_ENV {
+        cmd.env_remove(var);
+    }
+    cmd.env_remove("LD_LIBRARY_PATH")
+}
+
+fn command(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut cmd = Command::new(program);
+    clean_env(&mut cmd);
+    cmd
+}
+
+fn canonical(p: &Path) -> PathBuf {
+    fs::canonicalize(p).unwrap_or_else(|e| panic!("canonicalize {}: {e}", p.display()))
+}
+
+/// A field of `/proc/self/status`.
+fn self_status(key: &str) -> Option<String> {
+    let s = fs::read_to_string("/proc/self/status").ok()?;
+    s.lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+        .map(|v| v.trim().to_string())
+}
+
+fn is_root() -> bool {
+    self_status("Uid")
+        .and_then(|v| v.split_whitespace().nth(1).map(|e| e == "0"))
+        .unwrap_or(false)
+}
+
+/// Whether this process has capability `bit` in its effective set.
+fn has_cap(bit: u32) -> bool {
+    self_status("CapEff")
+        .and_then(|v| u64::from_str_radix(&v, 16).ok())
+        .is_some_and(|caps| caps & (1 << bit) != 0)
+}
+
+const CAP_SYS_ADMIN: u32 = 21;
+
+fn need_root(why: &str) -> Result<(), Skip> {
+    if is_root() {
+        Ok(())
+    } else {
+        Err(Skip(format!("needs root ({why})")))
+    }
+}
+
+fn kernel_release() -> String {
+    fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+fn le16(b: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes(b[at..at + 2].try_into().unwrap())
+}
+fn le32(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(b[at..at + 4].try_into().unwrap())
+}
+fn le64(b: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(b[at..at + 8].try_into().unwrap())
+}
+
+fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// The value of `key=` lines in a fixture's output.
+fn value<'a>(out: &'a str, key: &str) -> Option<&'a str> {
+    out.lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+}
+
+fn lines_without<'a>(out: &'a str, prefixes: &[&str]) -> Vec<&'a str> {
+    out.lines()
+        .filter(|l| !prefixes.iter().any(|p| l.starts_with(p)))
+        .collect()
+}
+
+fn hugeload_lines(stderr: &str) -> Vec<&str> {
+    stderr
+        .lines()
+        .filter(|l| l.starts_with("hugeload:"))
+        .collect()
+}
+
+// ---------------------------------------------------------------------------
+// The modes_probe fixture, built here
+
+fn fnv1a(h: u64, bytes: &[u8]) -> u64 {
+    bytes
+        .iter()
+        .fold(h, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100000001b3))
+}
+
+type Built = Result<PathBuf, Skip>;
+
+/// Builds `sources` (under tests/fixtures) with `tool args... -o OUT` into
+/// target/fixtures/NAME, once per test process, rebuilding when the tool,
+/// arguments or sources change.
+fn build_cached(name: &str, tool: &str, sources: &[&str], args: &[&str], needs: &[&str]) -> Built {
+    static CELLS: OnceLock<Mutex<HashMap<String, &'static OnceLock<Built>>>> = OnceLock::new();
+    let cell = {
+        let mut cells = lock(CELLS.get_or_init(Default::default));
+        *cells
+            .entry(name.to_string())
+            .or_insert_with(|| Box::leak(Box::new(OnceLock::new())))
+    };
+    cell.get_or_init(|| {
+        let tool = need_tool(tool)?;
+        for file in needs {
+            if !Path::new(file).exists() {
+                return Err(Skip(format!("{file} is missing (needed for {name})")));
+            }
+        }
+        let src = fixture_sources();
+        let dir = fixtures_dir();
+        let out = dir.join(name);
+        let stamp = dir.join(format!("{name}.stamp"));
+        let mut h = fnv1a(0xcbf2_9ce4_8422_2325, tool.as_os_str().as_encoded_bytes());
+        for a in args {
+            h = fnv1a(fnv1a(h, a.as_bytes()), b"\0");
+        }
+        for s in sources {
+            h = fnv1a(h, &fs::read(src.join(s)).unwrap());
+        }
+        let key = format!("{h:016x}\n");
+        if out.exists() && fs::read_to_string(&stamp).is_ok_and(|s| s == key) {
+            return Ok(out);
+        }
+        let tmp = dir.join(format!("{name}.{}.tmp", std::process::id()));
+        let mut cmd = Command::new(&tool);
+        for a in args {
+            cmd.arg(a.replace("{src}", &src.to_string_lossy()));
+        }
+        cmd.arg("-o").arg(&tmp);
+        let what = describe(&cmd);
+        let r = run(cmd);
+        if !r.status.success() {
+            let _ = fs::remove_file(&tmp);
+            panic!("building {name} failed: `{what}`\n{}", r.stderr_str());
+        }
+        fs::rename(&tmp, &out).unwrap();
+        let stamp_tmp = dir.join(format!("{name}.{}.stamp.tmp", std::process::id()));
+        fs::write(&stamp_tmp, &key).unwrap();
+        fs::rename(&stamp_tmp, &stamp).unwrap();
+        Ok(out)
+    })
+    .clone()
+}
+
+/// modes_probe.c built as `kind`: pie, nopie, musl, static, static-pie.
+fn modes(kind: &str) -> Built {
+    const SRC: &[&str] = &["modes_probe.c"];
+    let common = ["-O1", "-fno-omit-frame-pointer", "{src}/modes_probe.c"];
+    let (tool, extra, needs): (&str, &[&str], &[&str]) = match kind {
+        "pie" => ("gcc", &["-pie", "-fPIE"], &[]),
+        "nopie" => ("gcc", &["-no-pie", "-fno-pie"], &[]),
+        "musl" => ("musl-gcc", &["-pie", "-fPIE"], &[MUSL_INTERP]),
+        "static" => ("gcc", &["-static"], &[]),
+        "static-pie" => ("gcc", &["-static-pie", "-fPIE"], &[]),
+        _ => panic!("no modes_probe variant {kind}"),
+    };
+    let args: Vec<&str> = extra.iter().copied().chain(common).collect();
+    build_cached(&format!("modes-{kind}"), tool, SRC, &args, needs)
+}
+
+// ---------------------------------------------------------------------------
+// PT_INTERP patching
+
+/// Copies `src` to `dst` with PT_INTERP naming hugeload: `patchelf
+/// --set-interpreter` for a dynamically linked program; for a static one
+/// (patchelf refuses those) [`add_pt_interp`].
+fn patched_copy(src: &Path, dst: &Path) -> Result<PathBuf, Skip> {
+    let hl = hugeload().to_string_lossy().into_owned();
+    let elf = ElfInfo::read(src);
+    if elf.phdrs.iter().any(|p| p.p_type == PT_INTERP) {
+        let patchelf = need_tool("patchelf")?;
+        fs::copy(src, dst).unwrap_or_else(|e| panic!("copy {}: {e}", src.display()));
+        let mut cmd = Command::new(patchelf);
+        cmd.args(["--set-interpreter", &hl]).arg(dst);
+        let what = describe(&cmd);
+        let r = run(cmd);
+        assert!(r.status.success(), "`{what}`: {}", r.stderr_str());
+    } else {
+        let mut bytes = fs::read(src).unwrap();
+        add_pt_interp(&mut bytes, hl.as_bytes())
+            .unwrap_or_else(|e| panic!("{}: cannot add a PT_INTERP: {e}", src.display()));
+        fs::write(dst, &bytes).unwrap();
+    }
+    set_mode(dst, 0o755);
+    let interp = pt_interp_of(dst);
+    assert_eq!(interp.as_deref(), Some(hl.as_str()), "{}", dst.display());
+    Ok(dst.to_path_buf())
+}
+
+/// The PT_INTERP string of an ELF file.
+fn pt_interp_of(path: &Path) -> Option<String> {
+    let b = fs::read(path).ok()?;
+    let elf = ElfInfo::read(path);
+    let p = elf.phdrs.iter().find(|p| p.p_type == PT_INTERP)?;
+    let s = &b[p.p_offset as usize..(p.p_offset + p.p_filesz) as usize];
+    Some(String::from_utf8_lossy(s.strip_suffix(b"\0").unwrap_or(s)).into_owned())
+}
+
+/// Gives a static executable a PT_INTERP naming `interp`, as patchelf would
+/// if it handled static files: the string goes into the zero padding after
+/// the end of a PT_LOAD (which grows to hold it, so the string is mapped,
+/// as ld.so and debuggers expect), and a program header that a static
+/// program does not use at run time (PT_NOTE, else PT_GNU_RELRO, else Go's
+/// PT_PAX_FLAGS) becomes the PT_INTERP, moved before the PT_LOADs.
+fn add_pt_interp(b: &mut [u8], interp: &[u8]) -> Result<(), String> {
+    const PT_NOTE: u32 = 4;
+    const PT_PHDR: u32 = 6;
+    const PT_GNU_RELRO: u32 = 0x6474_e552;
+    const PT_PAX_FLAGS: u32 = 0x6504_1580;
+    let phoff = le64(b, 32) as usize;
+    let phnum = le16(b, 56) as usize;
+    let mut ph: Vec<[u8; 56]> = (0..phnum)
+        .map(|i| b[phoff + i * 56..phoff + (i + 1) * 56].try_into().unwrap())
+        .collect();
+    let ty = |p: &[u8; 56]| le32(p, 0);
+    if ph.iter().any(|p| ty(p) == PT_INTERP) {
+        return Err("it already has a PT_INTERP".into());
+    }
+    let victim = [PT_NOTE, PT_GNU_RELRO, PT_PAX_FLAGS]
+        .iter()
+        .find_map(|&t| ph.iter().rposition(|p| ty(p) == t))
+        .ok_or("no spare program header")?;
+    let mut string = interp.to_vec();
+    string.push(0);
+    let len = string.len() as u64;
+    let loads: Vec<usize> = (0..phnum).filter(|&i| ty(&ph[i]) == PT_LOAD).collect();
+    let fits = |i: usize| -> Option<u64> {
+        let (off, filesz, memsz) = (le64(&ph[i], 8), le64(&ph[i], 32), le64(&ph[i], 40));
+        let end = off + filesz;
+        let at = (end + 7) & !7;
+        let page_end = page_up(end);
+        let free = filesz == memsz
+            && end % PAGE != 0
+            && at + len <= page_end
+            && at + len <= b.len() as u64
+            && b[end as usize..(at + len) as usize].iter().all(|&x| x == 0)
+            && loads.iter().all(|&j| {
+                let (o, f) = (le64(&ph[j], 8), le64(&ph[j], 32));
+                j == i || o + f <= end || o >= at + len
+            });
+        free.then_some(at)
+    };
+    let (load, at) = loads
+        .iter()
+        .find_map(|&i| fits(i).map(|at| (i, at)))
+        .ok_or("no PT_LOAD has room for the string after its end")?;
+    let grown = at + len - le64(&ph[load], 8);
+    ph[load][32..40].copy_from_slice(&grown.to_le_bytes());
+    ph[load][40..48].copy_from_slice(&grown.to_le_bytes());
+    let vaddr = le64(&ph[load], 16) + (at - le64(&ph[load], 8));
+    b[at as usize..(at + len) as usize].copy_from_slice(&string);
+    let mut new = [0u8; 56];
+    new[0..4].copy_from_slice(&PT_INTERP.to_le_bytes());
+    new[4..8].copy_from_slice(&4u32.to_le_bytes()); // PF_R
+    new[8..16].copy_from_slice(&at.to_le_bytes());
+    new[16..24].copy_from_slice(&vaddr.to_le_bytes());
+    new[24..32].copy_from_slice(&vaddr.to_le_bytes());
+    new[32..40].copy_from_slice(&len.to_le_bytes());
+    new[40..48].copy_from_slice(&len.to_le_bytes());
+    new[48..56].copy_from_slice(&1u64.to_le_bytes());
+    ph.remove(victim);
+    let pos = usize::from(ty(&ph[0]) == PT_PHDR);
+    ph.insert(pos, new);
+    for (i, p) in ph.iter().enumerate() {
+        b[phoff + i * 56..phoff + (i + 1) * 56].copy_from_slice(p);
+    }
+    Ok(())
+}
+
+/// `dir/plain/NAME` (a symbolic link to `program`) and `dir/patched/NAME`
+/// (a PT_INTERP-patched copy): run each as `./NAME` from its directory, so
+/// that argv[0] and AT_EXECFN are the same.
+struct Pair {
+    plain_dir: PathBuf,
+    patched_dir: PathBuf,
+    name: String,
+    patched: PathBuf,
+}
+
+fn make_pair(tag: &str, program: &Path) -> Result<Pair, Skip> {
+    let dir = scratch_dir(tag);
+    let name = program.file_name().unwrap().to_string_lossy().into_owned();
+    let plain_dir = dir.join("plain");
+    let patched_dir = dir.join("patched");
+    fs::create_dir_all(&plain_dir).unwrap();
+    fs::create_dir_all(&patched_dir).unwrap();
+    std::os::unix::fs::symlink(canonical(program), plain_dir.join(&name)).unwrap();
+    let patched = patched_copy(program, &patched_dir.join(&name))?;
+    Ok(Pair {
+        plain_dir,
+        patched_dir,
+        name,
+        patched,
+    })
+}
+
+impl Pair {
+    fn cmd(&self, patched: bool, args: &[&str]) -> Command {
+        let dir = if patched {
+            &self.patched_dir
+        } else {
+            &self.plain_dir
+        };
+        let mut c = command(format!("./{}", self.name));
+        c.args(args).current_dir(dir);
+        c
+    }
+
+    /// Runs both with `configure` applied; asserts the same exit status and
+    /// stdout (with lines starting with one of `ignore` removed), and no
+    /// stderr difference unless `verbose`. Returns (plain, patched).
+    fn run_both(
+        &self,
+        args: &[&str],
+        ignore: &[&str],
+        configure: impl Fn(&mut Command),
+    ) -> (Run, Run) {
+        let mut p = self.cmd(false, args);
+        configure(&mut p);
+        let mut q = self.cmd(true, args);
+        configure(&mut q);
+        let what = format!("{} (cwd {})", describe(&q), self.patched_dir.display());
+        let d = run(p);
+        let h = run(q);
+        let dc = d.code("direct run");
+        let hc = h.code(&what);
+        assert_eq!(
+            lines_without(&h.stdout_str(), ignore),
+            lines_without(&d.stdout_str(), ignore),
+            "`{what}`: stdout differs from the unpatched program's\nstderr:\n{}",
+            h.stderr_str()
+        );
+        assert_eq!(
+            hc,
+            dc,
+            "`{what}`: exit status {hc}, unpatched {dc}\nstderr:\n{}",
+            h.stderr_str()
+        );
+        (d, h)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// A running child that a test looks at
+
+/// A child process in its own process group, with its stdout lines
+/// available while it runs; killed (group) if the test ends first.
+struct Running {
+    what: String,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+    out: Option<JoinHandle<Vec<u8>>>,
+    err: Option<JoinHandle<Vec<u8>>>,
+    finished: bool,
+}
+
+impl Running {
+    fn start(mut cmd: Command) -> Running {
+        let what = describe(&cmd);
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0);
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot spawn `{what}`: {e}"));
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().unwrap();
+        let mut stderr = child.stderr.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        let out = thread::spawn(move || {
+            let mut all = Vec::new();
+            let mut r = BufReader::new(stdout);
+            loop {
+                let mut line = Vec::new();
+                match r.read_until(b'\n', &mut line) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {
+                        all.extend_from_slice(&line);
+                        let _ = tx.send(String::from_utf8_lossy(&line).trim_end().to_string());
+                    }
+                }
+            }
+            all
+        });
+        let err = thread::spawn(move || {
+            let mut all = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut stderr, &mut all);
+            all
+        });
+        Running {
+            what,
+            child,
+            stdin,
+            lines,
+            seen: Vec::new(),
+            out: Some(out),
+            err: Some(err),
+            finished: false,
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn kill(&mut self) {
+        if !self.finished {
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{}", self.child.id())])
+                .stderr(Stdio::null())
+                .status();
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            self.finished = true;
+        }
+    }
+
+    /// Kills the child and panics with `msg` and its output.
+    fn fail(&mut self, msg: &str) -> ! {
+        self.kill();
+        self.stdin.take();
+        let out = self
+            .out
+            .take()
+            .map(|t| t.join().unwrap())
+            .unwrap_or_default();
+        let err = self
+            .err
+            .take()
+            .map(|t| t.join().unwrap())
+            .unwrap_or_default();
+        panic!(
+            "`{}`: {msg}\nstdout:\n{}\nstderr:\n{}",
+            self.what,
+            String::from_utf8_lossy(&out),
+            String::from_utf8_lossy(&err)
+        );
+    }
+
+    /// Waits (at most [`TIMEOUT`]) for a stdout line `want`.
+    fn wait_for_line(&mut self, want: &str) {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            match self.lines.recv_timeout(Duration::from_millis(20)) {
+                Ok(l) => {
+                    let found = l == want;
+                    self.seen.push(l);
+                    if found {
+                        return;
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    self.fail(&format!("closed stdout before printing {want:?}"));
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+            }
+            if Instant::now() >= deadline {
+                self.fail(&format!("no line {want:?} after {TIMEOUT:?}"));
+            }
+        }
+    }
+
+    /// Waits until the main thread is blocked reading fd 0.
+    fn wait_blocked_on_stdin(&mut self) {
+        let deadline = Instant::now() + TIMEOUT;
+        let path = format!("/proc/{}/syscall", self.pid());
+        loop {
+            let s = fs::read_to_string(&path).unwrap_or_default();
+            let mut w = s.split_whitespace();
+            if matches!(w.next(), Some("0" | "17" | "19" | "295" | "327"))
+                && w.next() == Some("0x0")
+            {
+                return;
+            }
+            if Instant::now() >= deadline {
+                self.fail("not blocked reading stdin");
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Closes stdin and collects how the child ended (killed after
+    /// [`TIMEOUT`]).
+    fn finish(mut self) -> Run {
+        self.stdin.take();
+        let deadline = Instant::now() + TIMEOUT;
+        let status = loop {
+            match self.child.try_wait() {
+                Ok(Some(s)) => break s,
+                Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(5)),
+                _ => self.fail("did not exit after stdin was closed"),
+            }
+        };
+        self.finished = true;
+        Run {
+            status,
+            stdout: self.out.take().unwrap().join().unwrap(),
+            stderr: self.err.take().unwrap().join().unwrap(),
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+// ---------------------------------------------------------------------------
+// /proc readers
+
+/// AT_BASE in /proc/PID/auxv.
+fn proc_auxv_base(pid: u32) -> u64 {
+    let b = fs::read(format!("/proc/{pid}/auxv")).unwrap();
+    b.chunks_exact(16)
+        .map(|c| (le64(c, 0), le64(c, 8)))
+        .take_while(|&(k, _)| k != 0)
+        .find(|&(k, _)| k == 7)
+        .map(|(_, v)| v)
+        .unwrap_or_else(|| panic!("no AT_BASE in /proc/{pid}/auxv"))
+}
+
+/// The lowest address at which `file` is mapped from offset 0, per
+/// /proc/PID/maps.
+fn mapping_base(pid: u32, file: &Path) -> Option<u64> {
+    let want = canonical(file);
+    let maps = fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    maps.lines()
+        .filter_map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            if w.len() < 6 || u64::from_str_radix(w[2], 16).ok()? != 0 {
+                return None;
+            }
+            let path = fs::canonicalize(w[5..].join(" ")).ok()?;
+            (path == want).then(|| u64::from_str_radix(w[0].split('-').next()?, 16).ok())?
+        })
+        .min()
+}
+
+/// Removes a directory (outside target/) when dropped.
+struct RemoveDir(PathBuf);
+
+impl Drop for RemoveDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Whether the file system holding `path` is mounted nosuid.
+fn is_nosuid(path: &Path) -> bool {
+    let path = canonical(path);
+    let mounts = fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    mounts
+        .lines()
+        .filter_map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            (w.len() >= 4 && path.starts_with(w[1])).then(|| (w[1].len(), w[3].to_string()))
+        })
+        .max_by_key(|(len, _)| *len)
+        .is_some_and(|(_, opts)| opts.split(',').any(|o| o == "nosuid"))
+}
+
+fn proc_exe(pid: u32) -> PathBuf {
+    fs::read_link(format!("/proc/{pid}/exe")).unwrap()
+}
+
+// ---------------------------------------------------------------------------
+// Huge pages in PT_INTERP mode
+
+/// The checks of a PT_INTERP-mode inspection under
+/// `HUGELOAD_VERBOSE=1 HUGELOAD_BACKEND=thp` (conservative): every reported
+/// range is executable and wholly on 2 MiB pages in smaps; the ranges in
+/// the program's text hold U pages, and smaps shows exactly U x 2 MiB in
+/// the blocks the text touches; U is the number of 2 MiB blocks wholly
+/// inside the text at the address the kernel chose; L is the number of
+/// blocks the text touches; a text over 4 MiB gets at least one. Returns U.
+fn check_pt_interp_huge(i: &Inspection) -> u64 {
+    let stderr = i.stderr();
+    let dump = i.dump();
+    let total = i.report.total(&stderr).clone();
+    assert_eq!(total.backend, "thp", "backend\n{dump}");
+    assert_eq!(total.strategy, "conservative", "strategy\n{dump}");
+    assert!(
+        stderr.contains("(hugeload as PT_INTERP)"),
+        "the report does not say PT_INTERP mode\n{dump}"
+    );
+    for r in &i.ranges {
+        assert_eq!(
+            r.exec_bytes,
+            r.line.range.len(),
+            "reported range {} not wholly executable\n{dump}",
+            r.line.range
+        );
+        assert_eq!(
+            r.huge_bytes,
+            r.line.range.len(),
+            "reported range {} has {} bytes on 2 MiB pages in smaps\n{dump}",
+            r.line.range,
+            r.huge_bytes
+        );
+        assert_eq!(r.line.backend, "thp", "{dump}");
+    }
+    assert_eq!(total.text, i.elf.text_memsz(), "T\n{dump}");
+    let reported: u64 = i.text_ranges().map(|r| r.line.pages).sum();
+    assert_eq!(reported, total.used, "pages of the ranges vs U\n{dump}");
+    assert_eq!(
+        i.text_huge_bytes,
+        total.used * HUGE,
+        "smaps huge bytes in the text vs U x 2 MiB\n{dump}"
+    );
+    assert_eq!(
+        total.least,
+        i.elf.touched_blocks(i.bias).len() as u64,
+        "L\n{dump}"
+    );
+    assert_eq!(
+        total.used,
+        i.elf.interior_blocks(i.bias).len() as u64,
+        "U vs the 2 MiB blocks wholly inside the text where the kernel put it\n{dump}"
+    );
+    if i.elf.text_memsz() > FOUR_MIB {
+        assert!(total.used >= 1, "text over 4 MiB, no huge page\n{dump}");
+    }
+    total.used
+}
+
+// ---------------------------------------------------------------------------
+// 1. PT_INTERP mode: the fixture matrix
+
+fn is_static(program: &Path) -> bool {
+    !ElfInfo::read(program)
+        .phdrs
+        .iter()
+        .any(|p| p.p_type == PT_INTERP)
+}
+
+/// Same stdout and exit status as the unpatched program, no stderr of its
+/// own; with `HUGELOAD_VERBOSE=1 HUGELOAD_BACKEND=thp` the text is on huge
+/// pages (see [`check_pt_interp_huge`]).
+fn pt_interp_fixture(name: &str) {
+    let prog = or_skip!(fixture(name));
+    let pair = or_skip!(make_pair(&format!("interp-{name}"), &prog));
+    // The probe reports AT_BASE against its own PT_INTERP: a static program
+    // that now has one prints `at_base_match` where the original prints
+    // `at_base_zero` (AT_BASE itself is checked with modes_probe below).
+    let ignore: &[&str] = if is_static(&prog) { &["at_base_"] } else { &[] };
+    let (d, h) = pair.run_both(ARGS, ignore, |c| {
+        c.env("PROBE_ENV", PROBE_ENV);
+    });
+    assert_eq!(
+        h.stderr_str(),
+        d.stderr_str(),
+        "{name}: stderr of the patched program (no HUGELOAD_VERBOSE)"
+    );
+    pair.run_both(&[], ignore, |_| {});
+
+    let mut cmd = pair.cmd(true, &["--wait", "x"]);
+    cmd.env("HUGELOAD_VERBOSE", "1")
+        .env("HUGELOAD_BACKEND", "thp");
+    let i = inspect(cmd, &pair.patched, Ready::Line);
+    assert_eq!(
+        i.run.code(&i.what),
+        d.code("direct"),
+        "exit status\n{}",
+        i.dump()
+    );
+    assert!(
+        i.run.stdout_str().ends_with("done\n"),
+        "did not finish normally\n{}",
+        i.dump()
+    );
+    check_pt_interp_huge(&i);
+    // The real interpreter: the one the unpatched program names (musl's
+    // for a musl program, whose DT_NEEDED is libc.so), none if static.
+    let stderr = i.stderr();
+    match pt_interp_of(&prog) {
+        Some(p) => assert!(
+            stderr.contains(&format!("hugeload: interpreter {p} at 0x")),
+            "{name}: the report does not name the interpreter {p}\n{stderr}"
+        ),
+        None => assert!(
+            !stderr.contains("hugeload: interpreter "),
+            "{name}: static program, but an interpreter was loaded\n{stderr}"
+        ),
+    }
+}
+
+macro_rules! pt_interp_fixtures {
+    ($($test:ident: $name:literal;)*) => {
+        mod pt_interp_same_output_and_huge {
+            use super::*;
+            $(
+                #[test]
+                fn $test() {
+                    pt_interp_fixture($name);
+                }
+            )*
+        }
+    };
+}
+
+pt_interp_fixtures! {
+    probe_glibc_pie: "probe-glibc-pie";
+    probe_glibc_nopie: "probe-glibc-nopie";
+    probe_glibc_static: "probe-glibc-static";
+    probe_glibc_static_pie: "probe-glibc-static-pie";
+    probe_musl: "probe-musl";
+    probe_musl_static: "probe-musl-static";
+    goprog: "goprog";
+    cxx: "cxx";
+    rustprog: "rustprog";
+    big_pie: "big-pie";
+}
+
+// ---------------------------------------------------------------------------
+// 1. PT_INTERP mode: what the program sees of itself
+
+/// modes_probe as `kind`, patched: `/proc/PID/exe` is the patched copy;
+/// `dl_iterate_phdr` names the same objects as in a direct run (ld.so by
+/// its real path, never hugeload's); `/proc/PID/auxv` AT_BASE is the real
+/// ld.so's mapping base (0 for a static program, as in a direct run) and
+/// what the program gets from getauxval.
+fn pt_interp_identity(kind: &str) {
+    let prog = or_skip!(modes(kind));
+    let pair = or_skip!(make_pair(&format!("identity-{kind}"), &prog));
+    let hl = hugeload().to_string_lossy().into_owned();
+
+    let direct = run(pair.cmd(false, &["info"]));
+    assert_eq!(direct.code("direct"), 9);
+    let dout = direct.stdout_str();
+
+    let mut r = Running::start(pair.cmd(true, &["wait"]));
+    r.wait_for_line("ready");
+    let pid = r.pid();
+    let exe = proc_exe(pid);
+    let auxv_base = proc_auxv_base(pid);
+    let interp = match kind {
+        "static" | "static-pie" => None,
+        "musl" => Some(MUSL_INTERP),
+        _ => Some(GLIBC_INTERP),
+    };
+    let ldso_base = interp.map(|p| {
+        mapping_base(pid, Path::new(p))
+            .unwrap_or_else(|| r.fail(&format!("{p} is not mapped in /proc/{pid}/maps")))
+    });
+    let h = r.finish();
+    let what = format!("{} wait", pair.patched.display());
+    assert_eq!(h.code(&what), 9, "{}", h.stderr_str());
+    let hout = h.stdout_str();
+
+    assert_eq!(
+        exe,
+        canonical(&pair.patched),
+        "/proc/PID/exe of the patched program"
+    );
+    assert_eq!(
+        value(&hout, "exe"),
+        Some(canonical(&pair.patched).to_string_lossy().as_ref()),
+        "readlink(/proc/self/exe) in the program"
+    );
+    let objects = |out: &str| -> Vec<String> {
+        out.lines()
+            .filter_map(|l| l.strip_prefix("object="))
+            .map(String::from)
+            .collect()
+    };
+    let (dobj, hobj) = (objects(&dout), objects(&hout));
+    assert!(
+        !hobj
+            .iter()
+            .any(|o| o.contains(&hl) || o.contains("hugeload")),
+        "{kind}: dl_iterate_phdr names hugeload: {hobj:?}\nstderr:\n{}",
+        h.stderr_str()
+    );
+    assert_eq!(
+        hobj, dobj,
+        "{kind}: dl_iterate_phdr names differ from the direct run's"
+    );
+    if let Some(p) = interp {
+        assert!(
+            hobj.iter().any(|o| o == p),
+            "{kind}: no object named {p}: {hobj:?}"
+        );
+    }
+    let printed = u64::from_str_radix(value(&hout, "at_base").unwrap(), 16).unwrap();
+    assert_eq!(
+        printed, auxv_base,
+        "{kind}: getauxval(AT_BASE) {printed:x} vs /proc/PID/auxv AT_BASE {auxv_base:x}"
+    );
+    match ldso_base {
+        Some(base) => assert_eq!(
+            auxv_base,
+            base,
+            "{kind}: /proc/PID/auxv AT_BASE {auxv_base:x} vs the mapping of {} at {base:x}",
+            interp.unwrap()
+        ),
+        None => assert_eq!(
+            auxv_base, 0,
+            "{kind}: static program: /proc/PID/auxv AT_BASE is {auxv_base:x}, a direct run has 0"
+        ),
+    }
+    // The rest of what the program prints matches the direct run.
+    let ignore = ["at_base=", "exe=", "base=", "ready", "done", "argv[1]="];
+    assert_eq!(
+        lines_without(&hout, &ignore),
+        lines_without(&dout, &ignore),
+        "{kind}: output vs the direct run"
+    );
+}
+
+#[test]
+fn pt_interp_identity_glibc_pie() {
+    pt_interp_identity("pie");
+}
+#[test]
+fn pt_interp_identity_glibc_nopie() {
+    pt_interp_identity("nopie");
+}
+#[test]
+fn pt_interp_identity_musl() {
+    pt_interp_identity("musl");
+}
+#[test]
+fn pt_interp_identity_glibc_static() {
+    pt_interp_identity("static");
+}
+#[test]
+fn pt_interp_identity_glibc_static_pie() {
+    pt_interp_identity("static-pie");
+}
+
+// ---------------------------------------------------------------------------
+// 1. PT_INTERP mode: real programs
+
+/// The python3.11 ELF binary.
+fn python_elf() -> Result<PathBuf, Skip> {
+    let p = PathBuf::from("/usr/bin/python3.11");
+    if fs::read(&p).is_ok_and(|b| b.starts_with(b"\x7fELF")) {
+        Ok(p)
+    } else {
+        Err(Skip("/usr/bin/python3.11 is not an ELF program".into()))
+    }
+}
+
+/// Runs `real ARGS` and its patched copy `ARGS`: same stdout and status.
+fn real_same(tag: &str, real: &Path, cases: &[&[&str]]) -> PathBuf {
+    let dir = scratch_dir(tag);
+    let copy = patched_copy(real, &dir.join(real.file_name().unwrap()))
+        .unwrap_or_else(|s| panic!("{}", s.0));
+    for args in cases {
+        let mut d = command(real);
+        d.args(*args);
+        let mut h = command(&copy);
+        h.args(*args);
+        let what = describe(&h);
+        let (d, h) = (run(d), run(h));
+        assert_eq!(
+            h.code(&what),
+            d.code("direct"),
+            "`{what}`\nstderr:\n{}",
+            h.stderr_str()
+        );
+        assert_eq!(
+            h.stdout_str(),
+            d.stdout_str(),
+            "`{what}`: stdout\nstderr:\n{}",
+            h.stderr_str()
+        );
+        assert!(!d.stdout.is_empty(), "`{what}`: no output to compare");
+    }
+    copy
+}
+
+#[test]
+fn pt_interp_real_node() {
+    or_skip!(need_tool("patchelf"));
+    let node = canonical(&or_skip!(need_tool("node")));
+    let copy = real_same(
+        "interp-node",
+        &node,
+        &[
+            &["-e", "console.log(1+1, process.argv.length)", "x"],
+            &["-p", "require('os').EOL.length + require('path').sep"],
+        ],
+    );
+    let mut cmd = command(&copy);
+    cmd.args(["-e", "require('fs').readFileSync(0)"])
+        .env("HUGELOAD_VERBOSE", "1")
+        .env("HUGELOAD_BACKEND", "thp");
+    let i = inspect(cmd, &copy, Ready::StdinRead);
+    assert_eq!(i.run.code(&i.what), 0, "{}", i.dump());
+    let used = check_pt_interp_huge(&i);
+    if i.elf.text_memsz() >= 26 << 20 {
+        assert!(used >= 12, "node: U = {used}\n{}", i.dump());
+    }
+}
+
+#[test]
+fn pt_interp_real_python() {
+    or_skip!(need_tool("patchelf"));
+    let python = or_skip!(python_elf());
+    real_same(
+        "interp-python",
+        &python,
+        &[
+            &["-c", "import json,sys; print(json.dumps(sys.argv))", "a b"],
+            &[
+                "-c",
+                "import hashlib; print(hashlib.sha256(b'x').hexdigest())",
+            ],
+        ],
+    );
+}
+
+#[test]
+fn pt_interp_real_git() {
+    or_skip!(need_tool("patchelf"));
+    let git = canonical(&or_skip!(need_tool("git")));
+    real_same(
+        "interp-git",
+        &git,
+        &[
+            &["--version"],
+            &["-c", "modes.test=value one", "config", "modes.test"],
+        ],
+    );
+}
+
+// ---------------------------------------------------------------------------
+// 1. PT_INTERP mode: HUGELOAD_INTERP, and no huge pages to be had
+
+#[test]
+fn pt_interp_hugeload_interp_variable() {
+    let prog = or_skip!(modes("pie"));
+    let pair = or_skip!(make_pair("interp-env", &prog));
+    let ignore = ["at_base=", "exe="];
+    // The psABI path: same as the default.
+    let (_, h) = pair.run_both(&["info"], &ignore, |c| {
+        c.env("HUGELOAD_INTERP", GLIBC_INTERP)
+            .env("HUGELOAD_VERBOSE", "1");
+    });
+    let stderr = h.stderr_str();
+    assert!(
+        stderr.contains(&format!("hugeload: interpreter {GLIBC_INTERP} at 0x")),
+        "HUGELOAD_INTERP={GLIBC_INTERP}: report\n{stderr}"
+    );
+    // Another path to the same ld.so: it is the one used, and named.
+    let real = canonical(Path::new(GLIBC_INTERP));
+    let real = real.to_string_lossy();
+    let mut c = pair.cmd(true, &["info"]);
+    c.env("HUGELOAD_INTERP", real.as_ref())
+        .env("HUGELOAD_VERBOSE", "1");
+    let r = run(c);
+    assert_eq!(r.code("HUGELOAD_INTERP=real path"), 9, "{}", r.stderr_str());
+    assert!(
+        r.stderr_str()
+            .contains(&format!("hugeload: interpreter {real} at 0x")),
+        "HUGELOAD_INTERP={real}: report\n{}",
+        r.stderr_str()
+    );
+    assert!(
+        r.stdout_str().contains(&format!("object={real}\n")),
+        "HUGELOAD_INTERP={real}: dl_iterate_phdr\n{}",
+        r.stdout_str()
+    );
+    // A missing one: an error naming it, as for a missing PT_INTERP.
+    let mut c = pair.cmd(true, &["info"]);
+    c.env("HUGELOAD_INTERP", "/nonexistent/ld.so");
+    let r = run(c);
+    assert_eq!(r.code("HUGELOAD_INTERP=/nonexistent"), 127);
+    assert!(r.stdout.is_empty());
+    let stderr = r.stderr_str();
+    assert!(
+        stderr.lines().count() == 1
+            && stderr.starts_with("hugeload: ")
+            && stderr.contains("/nonexistent/ld.so"),
+        "HUGELOAD_INTERP=/nonexistent/ld.so: stderr\n{stderr}"
+    );
+}
+
+/// A PT_INTERP-patched program under PR_SET_THP_DISABLE with
+/// `HUGELOAD_BACKEND=thp`: same output, nothing on huge pages, and the
+/// report says why.
+#[test]
+fn pt_interp_runs_without_huge_pages() {
+    let wrapper = or_skip!(fixture("thp_off"));
+    let prog = or_skip!(fixture("probe-glibc-pie"));
+    let pair = or_skip!(make_pair("interp-thp-off", &prog));
+    let name = format!("./{}", pair.name);
+    let mut args = vec![name.as_str()];
+    args.extend_from_slice(ARGS);
+    let mut direct = command(&wrapper);
+    direct.args(&args).current_dir(&pair.plain_dir);
+    let mut via = command(&wrapper);
+    via.args(&args)
+        .current_dir(&pair.patched_dir)
+        .env("HUGELOAD_BACKEND", "thp")
+        .env("HUGELOAD_VERBOSE", "1");
+    let what = describe(&via);
+    let (d, h) = (run(direct), run(via));
+    let stderr = h.stderr_str();
+    assert_eq!(h.code(&what), d.code("direct"), "`{what}`\n{stderr}");
+    assert_eq!(h.stdout_str(), d.stdout_str(), "`{what}`\n{stderr}");
+    let report = parse_report(&stderr);
+    let total = report.total(&stderr);
+    assert_eq!((total.used, total.on_huge), (0, 0), "`{what}`\n{stderr}");
+    assert!(report.huge.is_empty(), "`{what}`: huge lines\n{stderr}");
+    assert!(
+        !report.fallback.is_empty()
+            && report
+                .fallback
+                .iter()
+                .all(|f| f.reason.contains("PR_SET_THP_DISABLE")),
+        "`{what}`: no `on 4 KiB pages: thp: ... (PR_SET_THP_DISABLE)` line\n{stderr}"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// 2. $ORIGIN
+
+/// DIR/lib/libmodesorigin.so and DIR/bin/prog with RUNPATH $ORIGIN/../lib.
+fn origin_fixture(dir: &Path) -> Result<PathBuf, Skip> {
+    let gcc = need_tool("gcc")?;
+    let src = fixture_sources();
+    fs::create_dir_all(dir.join("lib")).unwrap();
+    fs::create_dir_all(dir.join("bin")).unwrap();
+    let mut lib = Command::new(&gcc);
+    lib.args(["-O1", "-shared", "-fPIC"])
+        .arg(src.join("modes_origin_lib.c"))
+        .arg("-o")
+        .arg(dir.join("lib/libmodesorigin.so"));
+    let mut prog = Command::new(&gcc);
+    prog.args(["-O1", "-pie", "-fPIE"])
+        .arg(src.join("modes_origin_main.c"))
+        .arg(format!("-L{}", dir.join("lib").display()))
+        .args(["-lmodesorigin", "-Wl,-rpath,$ORIGIN/../lib", "-o"])
+        .arg(dir.join("bin/prog"));
+    for cmd in [lib, prog] {
+        let what = describe(&cmd);
+        let r = run(cmd);
+        assert!(r.status.success(), "`{what}`: {}", r.stderr_str());
+    }
+    Ok(dir.join("bin/prog"))
+}
+
+const ORIGIN_HELLO: &str = "hello from DIR/lib through $ORIGIN";
+
+/// A program that finds its library through `$ORIGIN/../lib` runs through
+/// the launcher as root (hugeload points /proc/self/exe at it) and as a
+/// PT_INTERP-patched copy in the same directory; a copy elsewhere does not
+/// (so `$ORIGIN` really decides).
+#[test]
+fn origin_fixture_launcher_and_pt_interp() {
+    let dir = scratch_dir("origin");
+    let prog = or_skip!(origin_fixture(&dir));
+    let expected = format!("{ORIGIN_HELLO}\nexe={}\n", canonical(&prog).display());
+    let d = run(command(&prog));
+    assert_eq!(d.code("direct"), 4, "{}", d.stderr_str());
+    assert_eq!(d.stdout_str(), expected);
+
+    // Elsewhere, $ORIGIN/../lib has no library: it fails.
+    let away = dir.join("elsewhere/bin");
+    fs::create_dir_all(&away).unwrap();
+    fs::copy(&prog, away.join("prog")).unwrap();
+    let r = run(command(away.join("prog")));
+    assert_ne!(r.status.code(), Some(4), "a copy elsewhere ran");
+    assert!(
+        r.stderr_str().contains("libmodesorigin.so"),
+        "{}",
+        r.stderr_str()
+    );
+
+    // PT_INTERP copy in DIR/bin.
+    let patched = or_skip!(patched_copy(&prog, &dir.join("bin/prog-patched")));
+    let r = run(command(&patched));
+    assert_eq!(r.code("patched"), 4, "PT_INTERP copy: {}", r.stderr_str());
+    assert_eq!(
+        r.stdout_str(),
+        format!("{ORIGIN_HELLO}\nexe={}\n", canonical(&patched).display())
+    );
+
+    // Launcher, as root.
+    or_skip!(need_root(
+        "the launcher fixes /proc/self/exe with CAP_SYS_ADMIN"
+    ));
+    if !has_cap(CAP_SYS_ADMIN) {
+        skip("root without CAP_SYS_ADMIN: the launcher cannot fix /proc/self/exe");
+        return;
+    }
+    let (_, h) = run_both_with(&["-v"], &prog, &[], |c| {
+        clean_env(c);
+    });
+    assert_eq!(h.stdout_str(), expected, "{}", h.stderr_str());
+}
+
+/// The real rustc (RUNPATH $ORIGIN/../lib): through the launcher as root,
+/// and as a PT_INTERP-patched copy in a directory whose ../lib is rustc's
+/// (a link to the toolchain's lib); a patched copy without that lib fails.
+/// Through the launcher as root, `/proc/PID/exe` names the program.
+#[test]
+fn origin_real_rustc() {
+    let rustup = or_skip!(need_tool("rustup"));
+    let mut c = Command::new(rustup);
+    c.args(["which", "rustc"]);
+    let r = run(c);
+    if !r.status.success() {
+        skip(&format!("`rustup which rustc` failed: {}", r.stderr_str()));
+        return;
+    }
+    let rustc = canonical(Path::new(r.stdout_str().trim()));
+    let toolchain_lib = rustc.parent().unwrap().parent().unwrap().join("lib");
+    let d = run({
+        let mut c = command(&rustc);
+        c.arg("--version");
+        c
+    });
+    assert_eq!(d.code("rustc --version"), 0);
+    assert!(d.stdout_str().starts_with("rustc "), "{}", d.stdout_str());
+
+    let dir = scratch_dir("origin-rustc");
+    fs::create_dir_all(dir.join("mirror/bin")).unwrap();
+    fs::create_dir_all(dir.join("alone/bin")).unwrap();
+    std::os::unix::fs::symlink(&toolchain_lib, dir.join("mirror/lib")).unwrap();
+    let patched = or_skip!(patched_copy(&rustc, &dir.join("mirror/bin/rustc")));
+    let r = run({
+        let mut c = command(&patched);
+        c.arg("--version");
+        c
+    });
+    assert_eq!(r.code("patched rustc"), 0, "{}", r.stderr_str());
+    assert_eq!(r.stdout_str(), d.stdout_str());
+    let alone = patched_copy(&rustc, &dir.join("alone/bin/rustc")).unwrap();
+    let r = run({
+        let mut c = command(&alone);
+        c.arg("--version");
+        c
+    });
+    assert!(
+        !r.status.success() && r.stderr_str().contains("librustc_driver"),
+        "a patched rustc without ../lib should not find librustc_driver: {:?}\n{}",
+        r.status,
+        r.stderr_str()
+    );
+
+    or_skip!(need_root(
+        "the launcher fixes /proc/self/exe with CAP_SYS_ADMIN"
+    ));
+    if !has_cap(CAP_SYS_ADMIN) {
+        skip("root without CAP_SYS_ADMIN: the launcher cannot fix /proc/self/exe");
+        return;
+    }
+    let (_, h) = run_both_with(&[], &rustc, &["--version"], |c| {
+        clean_env(c);
+    });
+    assert!(h.stdout_str().starts_with("rustc "));
+    let mut c = hl(&["-v"], &rustc, &["-vV"]);
+    clean_env(&mut c);
+    let r = run(c);
+    assert_eq!(r.code("hugeload -v rustc -vV"), 0, "{}", r.stderr_str());
+
+    // /proc/PID/exe of a program run through the launcher.
+    let prog = or_skip!(modes("pie"));
+    let mut r = Running::start(hl(&["-v"], &prog, &["wait"]));
+    r.wait_for_line("ready");
+    let exe = proc_exe(r.pid());
+    let out = r.finish();
+    assert_eq!(out.code("launcher wait"), 9);
+    assert_eq!(
+        exe,
+        canonical(&prog),
+        "/proc/PID/exe under the launcher as root\nstderr:\n{}",
+        out.stderr_str()
+    );
+    assert_eq!(
+        value(&out.stdout_str(), "exe"),
+        Some(canonical(&prog).to_string_lossy().as_ref())
+    );
+}
+
+// ---------------------------------------------------------------------------
+// 3. binfmt_misc
+
+/// One program run before and after `--mark`, at the same path.
+struct BinfmtCase {
+    name: &'static str,
+    source: PathBuf,
+    args: Vec<String>,
+}
+
+fn binfmt_script(
+    hl: &Path,
+    out: &Path,
+    work: &Path,
+    modes_pie: &Path,
+    cases: &[BinfmtCase],
+) -> String {
+    let q = |p: &Path| sh_quote(&p.to_string_lossy());
+    let mut s = format!(
+        "set -u\nH={}\nO={}\nW={}\nMODES={}\n",
+        q(hl),
+        q(out),
+        q(work),
+        q(modes_pie)
+    );
+    s.push_str(
+        r#"mkdir -p "$W/bf"
+if ! mount -t binfmt_misc binfmt_misc "$W/bf" 2>"$O/mount.err"; then
+    echo "mount -t binfmt_misc in a user namespace failed: $(cat "$O/mount.err")"
+    exit 90
+fi
+if ! printf '%s\n' "$("$H" --binfmt-rule)" > "$W/bf/register" 2>"$O/register.err"; then
+    echo "cannot register the rule: $(cat "$O/register.err")"
+    exit 91
+fi
+cat "$W/bf/hugeload" > "$O/rule.status"
+export HUGELOAD_VERBOSE=1
+NOCAPS="setpriv --bounding-set=-all --inh-caps=-all"
+run() { name=$1; tag=$2; shift 2; "$@" > "$O/$name.$tag.out" 2> "$O/$name.$tag.err"; echo $? > "$O/$name.$tag.rc"; }
+mark() { "$H" --mark prog > "$O/$1.mark.out" 2>&1; echo $? > "$O/$1.mark.rc"; }
+"#,
+    );
+    for c in cases {
+        let args: Vec<String> = c.args.iter().map(|a| sh_quote(a)).collect();
+        let args = args.join(" ");
+        s.push_str(&format!(
+            "mkdir -p \"$W/{n}\" && cd \"$W/{n}\" && cp {src} prog && chmod 755 prog\n\
+             run {n} plain ./prog {args}\n",
+            n = c.name,
+            src = q(&c.source),
+        ));
+        if c.name == "modes" {
+            s.push_str("run modes argv0-plain \"$MODES\" exec custom-argv0 ./prog info\n");
+        }
+        s.push_str(&format!(
+            "mark {n}\nrun {n} marked ./prog {args}\n",
+            n = c.name
+        ));
+        if c.name == "modes" {
+            s.push_str("run modes argv0-marked \"$MODES\" exec custom-argv0 ./prog info\n");
+        }
+    }
+    // Execute-only: without capabilities (root would read it anyway).
+    s.push_str(
+        r#"mkdir -p "$W/xonly" && cd "$W/xonly" && cp "$MODES" prog && chmod 111 prog
+run xonly plain $NOCAPS ./prog info
+run xonly cat $NOCAPS cat prog
+run xonly launcher $NOCAPS "$H" ./prog info
+mark xonly
+run xonly marked $NOCAPS ./prog info
+exit 0
+"#,
+    );
+    s
+}
+
+/// Reads what the script left for `name.tag`: (stdout, stderr, status).
+fn binfmt_result(out: &Path, name: &str, tag: &str) -> (String, String, i32) {
+    let read = |ext: &str| {
+        fs::read_to_string(out.join(format!("{name}.{tag}.{ext}")))
+            .unwrap_or_else(|e| panic!("binfmt case {name}.{tag}: no .{ext} ({e})"))
+    };
+    let rc = read("rc").trim().parse().unwrap();
+    (read("out"), read("err"), rc)
+}
+
+/// In a user namespace with its own binfmt_misc (Linux 6.7+) and the rule
+/// of `--binfmt-rule`: marked copies of fixtures and of node run through
+/// hugeload with the same output as unmarked; unmarked copies do not go
+/// through hugeload; argv[0] is kept (P); an execute-only marked file runs
+/// (O, AT_EXECFD) and that descriptor is closed in the program.
+#[test]
+fn binfmt_misc_in_user_namespace() {
+    let unshare = or_skip!(need_tool("unshare"));
+    or_skip!(need_tool("setpriv"));
+    let modes_pie = or_skip!(modes("pie"));
+    let dir = scratch_dir("binfmt");
+    let (out, work) = (dir.join("out"), dir.join("work"));
+    fs::create_dir_all(&out).unwrap();
+    fs::create_dir_all(&work).unwrap();
+
+    // Can this machine mount binfmt_misc in a user namespace?
+    let probe_dir = dir.join("probe-mount");
+    fs::create_dir_all(&probe_dir).unwrap();
+    let mut c = command(&unshare);
+    c.args(["--user", "--map-root-user", "--mount", "mount", "-t"])
+        .args(["binfmt_misc", "binfmt_misc"])
+        .arg(&probe_dir);
+    let r = run(c);
+    if !r.status.success() {
+        skip(&format!(
+            "cannot mount binfmt_misc in a user namespace (Linux {}; needs 6.7+ and \
+             unprivileged user namespaces): {}",
+            kernel_release(),
+            r.stderr_str().trim()
+        ));
+        return;
+    }
+
+    let mut skipped = Vec::new();
+    let mut cases = Vec::new();
+    let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    for (name, fix) in [
+        ("probe-pie", "probe-glibc-pie"),
+        ("probe-musl", "probe-musl"),
+        ("probe-static", "probe-glibc-static"),
+        ("goprog", "goprog"),
+    ] {
+        match fixture(fix) {
+            Ok(p) => cases.push(BinfmtCase {
+                name,
+                source: p,
+                args: args(&["a", "b c", ""]),
+            }),
+            Err(s) => skipped.push(s.0),
+        }
+    }
+    cases.push(BinfmtCase {
+        name: "modes",
+        source: modes_pie.clone(),
+        args: args(&["info", "x"]),
+    });
+    match need_tool("node") {
+        Ok(node) => cases.push(BinfmtCase {
+            name: "node",
+            source: canonical(&node),
+            args: args(&["-e", "console.log(1+1, process.argv.slice(1))", "z"]),
+        }),
+        Err(s) => skipped.push(s.0),
+    }
+    let script = dir.join("binfmt.sh");
+    fs::write(
+        &script,
+        binfmt_script(hugeload(), &out, &work, &modes_pie, &cases),
+    )
+    .unwrap();
+    let mut c = command(&unshare);
+    c.args(["--user", "--map-root-user", "--mount", "sh"])
+        .arg(&script);
+    let what = describe(&c);
+    let r = run(c);
+    match r.status.code() {
+        Some(0) => {}
+        Some(90 | 91) => {
+            skip(&format!(
+                "binfmt_misc in a user namespace (Linux {}): {}",
+                kernel_release(),
+                r.stdout_str().trim()
+            ));
+            return;
+        }
+        _ => panic!(
+            "`{what}`: {:?}\n{}{}",
+            r.status,
+            r.stdout_str(),
+            r.stderr_str()
+        ),
+    }
+    let rule = fs::read_to_string(out.join("rule.status")).unwrap();
+    assert!(
+        rule.contains("flags: POF") && rule.contains(&*hugeload().to_string_lossy()),
+        "registered rule:\n{rule}"
+    );
+
+    for c in &cases {
+        let n = c.name;
+        let mark = fs::read_to_string(out.join(format!("{n}.mark.rc"))).unwrap();
+        assert_eq!(mark.trim(), "0", "{n}: --mark failed");
+        let (pout, perr, prc) = binfmt_result(&out, n, "plain");
+        let (mout, merr, mrc) = binfmt_result(&out, n, "marked");
+        assert!(
+            hugeload_lines(&perr).is_empty(),
+            "{n}: the unmarked copy went through hugeload:\n{perr}"
+        );
+        assert!(
+            merr.lines().any(|l| l.starts_with("hugeload: load ./prog")),
+            "{n}: the marked copy did not go through hugeload (HUGELOAD_VERBOSE=1):\n{merr}"
+        );
+        assert_eq!(mrc, prc, "{n}: exit status marked vs unmarked\n{merr}");
+        assert_eq!(
+            lines_without(&mout, &["at_base="]),
+            lines_without(&pout, &["at_base="]),
+            "{n}: stdout marked vs unmarked\n{merr}"
+        );
+        assert!(!pout.is_empty(), "{n}: no output");
+        if n.starts_with("probe") || n == "modes" {
+            assert!(mout.contains("argv[0]=./prog\n"), "{n}: argv[0]:\n{mout}");
+        }
+        if n == "modes" {
+            assert_eq!(
+                value(&mout, "fds"),
+                value(&pout, "fds"),
+                "modes: open descriptors (AT_EXECFD must be closed)"
+            );
+            let (aout, aerr, arc) = binfmt_result(&out, n, "argv0-marked");
+            let (bout, _, brc) = binfmt_result(&out, n, "argv0-plain");
+            assert!(
+                aerr.lines().any(|l| l.starts_with("hugeload: load ")),
+                "argv0: not through hugeload\n{aerr}"
+            );
+            assert_eq!((arc, brc), (9, 9), "argv0 runs\n{aerr}");
+            assert!(
+                bout.contains("argv[0]=custom-argv0\n"),
+                "direct run: argv[0]\n{bout}"
+            );
+            assert_eq!(
+                lines_without(&aout, &["at_base="]),
+                lines_without(&bout, &["at_base="]),
+                "argv[0] not preserved (P flag)\n{aerr}"
+            );
+        }
+    }
+
+    // Execute-only.
+    let (_, _, crc) = binfmt_result(&out, "xonly", "cat");
+    assert_ne!(
+        crc, 0,
+        "the execute-only file is readable without capabilities: the test proves nothing"
+    );
+    let (_, lerr, lrc) = binfmt_result(&out, "xonly", "launcher");
+    assert_ne!(lrc, 9, "the launcher read an execute-only file?\n{lerr}");
+    let mark = fs::read_to_string(out.join("xonly.mark.rc")).unwrap();
+    assert_eq!(mark.trim(), "0", "xonly: --mark failed");
+    let (pout, perr, prc) = binfmt_result(&out, "xonly", "plain");
+    let (mout, merr, mrc) = binfmt_result(&out, "xonly", "marked");
+    assert_eq!(prc, 9, "execute-only, unmarked\n{perr}");
+    assert_eq!(mrc, 9, "execute-only, marked: did not run\n{merr}");
+    assert!(
+        merr.lines().any(|l| l.starts_with("hugeload: load ./prog")),
+        "execute-only marked: not through hugeload\n{merr}"
+    );
+    // Without CAP_SYS_ADMIN /proc/self/exe stays hugeload's (documented).
+    let ignore = ["exe=", "at_base="];
+    assert_eq!(
+        lines_without(&mout, &ignore),
+        lines_without(&pout, &ignore),
+        "execute-only: output marked vs unmarked (fds= shows AT_EXECFD left open)\n{merr}"
+    );
+    for s in skipped {
+        skip(&s);
+    }
+}
+
+/// `--mark` refuses libc.so.6, ld.so, hugeload itself and a text file
+/// (exit 1, one line naming the file, file unchanged); it sets byte 15 to
+/// 'H' of a program (which still runs without the rule), and `--unmark`
+/// clears it.
+#[test]
+fn mark_refuses_and_unmark_clears() {
+    let dir = scratch_dir("mark");
+    let libc = dir.join("libc.so.6");
+    fs::copy("/lib/x86_64-linux-gnu/libc.so.6", &libc).unwrap();
+    let ldso = dir.join("ld-linux-x86-64.so.2");
+    fs::copy(canonical(Path::new(GLIBC_INTERP)), &ldso).unwrap();
+    set_mode(&ldso, 0o755);
+    let text = dir.join("text");
+    fs::write(&text, "just text\n").unwrap();
+    set_mode(&text, 0o755);
+    let hl_copy = dir.join("hugeload");
+    fs::copy(hugeload(), &hl_copy).unwrap();
+    set_mode(&hl_copy, 0o755);
+
+    let refused = |runner: &Path, file: &Path, reason: &str| {
+        let before = fs::read(file).unwrap();
+        let mut c = command(runner);
+        c.arg("--mark").arg(file);
+        let what = describe(&c);
+        let r = run(c);
+        let stderr = r.stderr_str();
+        assert_eq!(r.code(&what), 1, "`{what}`\n{stderr}");
+        assert!(r.stdout.is_empty(), "`{what}`: stdout");
+        assert!(
+            stderr.lines().count() == 1
+                && stderr.starts_with("hugeload: ")
+                && stderr.contains(&*file.to_string_lossy())
+                && stderr.contains(reason),
+            "`{what}`: expected one line naming the file and {reason:?}:\n{stderr}"
+        );
+        assert!(
+            fs::read(file).unwrap() == before,
+            "`{what}` changed the file"
+        );
+    };
+    refused(hugeload(), &libc, "shared library");
+    refused(hugeload(), &ldso, "program interpreter");
+    refused(hugeload(), &text, "not an ELF");
+    refused(&hl_copy, &hl_copy, "hugeload itself");
+    refused(hugeload(), hugeload(), "hugeload itself");
+
+    // A program: marked, still runs without the rule, unmarked.
+    let prog = or_skip!(modes("pie"));
+    let original = fs::read(&prog).unwrap();
+    let copy = dir.join("prog");
+    fs::write(&copy, &original).unwrap();
+    set_mode(&copy, 0o755);
+    let before = run({
+        let mut c = command(&copy);
+        c.arg("info");
+        c
+    });
+    let r = run({
+        let mut c = hl_command(&["--mark"]);
+        c.arg(&copy);
+        c
+    });
+    assert_eq!(r.code("--mark"), 0, "{}", r.stderr_str());
+    assert!(r.stderr.is_empty() && r.stdout.is_empty());
+    let marked = fs::read(&copy).unwrap();
+    assert_eq!(marked[15], b'H', "byte 15 after --mark");
+    let mut expect = original.clone();
+    expect[15] = b'H';
+    assert!(marked == expect, "--mark changed more than byte 15");
+    let after = run({
+        let mut c = command(&copy);
+        c.arg("info");
+        c
+    });
+    if !fs::exists("/proc/sys/fs/binfmt_misc/hugeload").unwrap_or(false) {
+        assert_eq!(after.code("marked, no rule"), before.code("unmarked"));
+        assert_eq!(
+            lines_without(&after.stdout_str(), &["at_base="]),
+            lines_without(&before.stdout_str(), &["at_base="]),
+            "a marked program run directly (no rule)"
+        );
+    }
+    let r = run({
+        let mut c = hl_command(&["--unmark"]);
+        c.arg(&copy);
+        c
+    });
+    assert_eq!(r.code("--unmark"), 0, "{}", r.stderr_str());
+    assert!(
+        fs::read(&copy).unwrap() == original,
+        "--unmark did not restore the file"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// 4. Secure execution
+
+/// Whether user `nobody` can execute hugeload (search every directory on
+/// its path, read and execute the file).
+fn others_can_exec(p: &Path) -> bool {
+    let p = canonical(p);
+    let file_ok = fs::metadata(&p).is_ok_and(|m| m.permissions().mode() & 0o005 == 0o005);
+    file_ok
+        && p.ancestors()
+            .skip(1)
+            .all(|d| fs::metadata(d).is_ok_and(|m| m.permissions().mode() & 0o001 != 0))
+}
+
+/// A setuid-root PT_INTERP-patched program run by nobody with
+/// `HUGELOAD_VERBOSE=1 HUGELOAD_INTERP=/nonexistent HUGELOAD_BACKEND=off`:
+/// the environment is ignored (no report, the real ld.so, huge pages with
+/// the default backend), and the program runs with euid 0.
+#[test]
+fn secure_execution_ignores_environment() {
+    or_skip!(need_root("a setuid-root copy"));
+    let setpriv = or_skip!(need_tool("setpriv"));
+    let prog = or_skip!(modes("pie"));
+    if !others_can_exec(hugeload()) {
+        skip(&format!(
+            "user nobody cannot execute {} (a directory on its path is not searchable)",
+            hugeload().display()
+        ));
+        return;
+    }
+    let dir = PathBuf::from(format!("/tmp/hugeload-modes-secure-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    set_mode(&dir, 0o755);
+    let _cleanup = RemoveDir(dir.clone());
+    if is_nosuid(&dir) {
+        skip(&format!("{} is on a nosuid mount", dir.display()));
+        return;
+    }
+    let copy = patched_copy(&prog, &dir.join("prog")).unwrap_or_else(|s| panic!("{}", s.0));
+    let meta = fs::metadata(&copy).unwrap();
+    assert_eq!((meta.uid(), meta.gid()), (0, 0), "copy owned by root");
+    set_mode(&copy, 0o4755);
+    let bad_env = [
+        ("HUGELOAD_VERBOSE", "1"),
+        ("HUGELOAD_INTERP", "/nonexistent"),
+        ("HUGELOAD_BACKEND", "off"),
+    ];
+
+    // Without secure execution (root runs it: euid == uid) the variables
+    // are read, so the next run shows they are ignored, not unused.
+    let mut c = command(&copy);
+    c.arg("info").envs(bad_env);
+    let r = run(c);
+    assert_eq!(
+        r.code("root, HUGELOAD_INTERP=/nonexistent"),
+        127,
+        "HUGELOAD_INTERP=/nonexistent did not matter for a non-secure run:\n{}",
+        r.stderr_str()
+    );
+
+    let mut c = command(setpriv);
+    c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&copy)
+        .arg("wait")
+        .envs(bad_env);
+    let mut running = Running::start(c);
+    running.wait_for_line("ready");
+    let pid = running.pid();
+    let maps = read_smaps(pid).unwrap();
+    let h = running.finish();
+    let what = "setuid-root copy run by nobody";
+    let out = h.stdout_str();
+    assert_eq!(
+        h.code(what),
+        9,
+        "{what}: stdout\n{out}\nstderr:\n{}",
+        h.stderr_str()
+    );
+    assert_eq!(
+        h.stderr_str(),
+        "",
+        "{what}: stderr (HUGELOAD_VERBOSE must be ignored)"
+    );
+    assert!(out.contains("euid=0 uid=65534\n"), "{what}: ids\n{out}");
+    assert!(out.contains("secure=1\n"), "{what}: AT_SECURE\n{out}");
+    assert!(
+        out.contains(&format!("object={GLIBC_INTERP}\n")),
+        "{what}: ld.so\n{out}"
+    );
+    let elf = ElfInfo::read(&copy);
+    let bias = u64::from_str_radix(value(&out, "base").unwrap(), 16).unwrap();
+    if let Some(b) = bias_from_maps(&maps, &copy, &elf) {
+        assert_eq!(b, bias, "{what}: base");
+    }
+    let interior = elf.interior_blocks(bias);
+    assert!(!interior.is_empty(), "{what}: no whole 2 MiB block of text");
+    let mut huge = 0;
+    for b in elf.touched_blocks(bias) {
+        huge += huge_bytes_in(
+            &maps,
+            &Span {
+                start: b,
+                end: b + HUGE,
+            },
+        )
+        .0;
+    }
+    assert_eq!(
+        huge,
+        interior.len() as u64 * HUGE,
+        "{what}: smaps bytes on 2 MiB pages in the text vs its {} whole 2 MiB blocks \
+         (HUGELOAD_BACKEND=off must be ignored)",
+        interior.len()
+    );
+}
+
+// ---------------------------------------------------------------------------
+// 5. --stat
+
+/// The numbers of `hugeload --stat` text output: (pid, text, huge bytes,
+/// huge pages) per process.
+fn parse_stat_text(out: &str) -> Vec<(u32, u64, u64, u64)> {
+    let mut all = Vec::new();
+    let mut pid = None;
+    for l in out.lines() {
+        if let Some(p) = l.strip_prefix("pid ") {
+            pid = Some(p.trim().parse().unwrap());
+        } else if let Some(t) = l.trim_start().strip_prefix("total text ") {
+            let w: Vec<&str> = t.split_whitespace().collect();
+            assert!(
+                w.len() >= 11 && w[1] == "bytes," && w[2..5] == ["on", "huge", "pages"],
+                "bad total line {l:?}"
+            );
+            let n = |s: &str| s.trim_end_matches(',').parse::<u64>().unwrap();
+            assert_eq!(w[8..10], ["huge", "pages"], "bad total line {l:?}");
+            all.push((pid.expect("total before pid"), n(w[0]), n(w[5]), n(w[10])));
+        }
+    }
+    all
+}
+
+/// Checks `--stat --json` output with python3's json module: one object a
+/// line; every value whose key mentions "bytes" or "pages" is an integer.
+/// Returns (pid, text_bytes, huge_bytes, huge_pages) per line.
+fn parse_stat_json(out: &str) -> Vec<(u32, u64, u64, u64)> {
+    const CHECK: &str = r#"
+import json, sys
+def walk(v, path):
+    if isinstance(v, dict):
+        for k, x in v.items():
+            if ("bytes" in k or "pages" in k) and not isinstance(x, dict | list):
+                assert type(x) is int, f"{path}.{k} = {x!r} is not an integer"
+            walk(x, f"{path}.{k}")
+    elif isinstance(v, list):
+        for i, x in enumerate(v):
+            walk(x, f"{path}[{i}]")
+for n, line in enumerate(sys.stdin):
+    o = json.loads(line)
+    assert isinstance(o, dict), "line %d is not an object" % n
+    walk(o, "line%d" % n)
+    print(o["pid"], o["text_bytes"], o["huge_bytes"], o["huge_pages"])
+"#;
+    let mut c = Command::new("python3");
+    c.args(["-c", CHECK]);
+    let r = run_input(c, Some(out.as_bytes()));
+    assert!(
+        r.status.success(),
+        "--stat --json output does not pass the JSON check:\n{out}\n{}",
+        r.stderr_str()
+    );
+    r.stdout_str()
+        .lines()
+        .map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            (
+                w[0].parse().unwrap(),
+                w[1].parse().unwrap(),
+                w[2].parse().unwrap(),
+                w[3].parse().unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn stat(args: &[&str]) -> Run {
+    let mut c = hl_command(&["--stat"]);
+    c.args(args);
+    run(c)
+}
+
+/// `--stat` of a program launched with `-v`: its huge bytes and pages
+/// agree with the load-time report and with smaps; `--json` parses.
+#[test]
+fn stat_of_a_program_loaded_by_hugeload() {
+    or_skip!(need_tool("python3"));
+    let prog = or_skip!(modes("pie"));
+    let mut r = Running::start(hl(&["-v", "--backend=thp"], &prog, &["wait"]));
+    r.wait_for_line("ready");
+    let pid = r.pid();
+    let ps = pid.to_string();
+    let text = stat(&[&ps]);
+    let json = stat(&["--json", &ps]);
+    let maps = read_smaps(pid).unwrap();
+    let run = r.finish();
+    assert_eq!(run.code("launched fixture"), 9);
+    let stderr = run.stderr_str();
+    let total = parse_report(&stderr).total(&stderr).clone();
+    assert!(total.used >= 1, "no huge page at load time\n{stderr}");
+
+    assert_eq!(text.code("--stat"), 0, "{}", text.stderr_str());
+    let t = parse_stat_text(&text.stdout_str());
+    assert_eq!(t.len(), 1, "--stat output:\n{}", text.stdout_str());
+    let (tpid, _, thuge, tpages) = t[0];
+    assert_eq!(tpid, pid);
+    assert_eq!(
+        (thuge, tpages),
+        (total.used * HUGE, total.used),
+        "--stat (huge bytes, pages) vs -v at load time (U = {})\n--stat:\n{}\n-v:\n{stderr}",
+        total.used,
+        text.stdout_str()
+    );
+    let smaps_huge: u64 = maps
+        .iter()
+        .filter(|m| m.is_exec())
+        .map(|m| m.huge_bytes)
+        .sum();
+    assert_eq!(thuge, smaps_huge, "--stat huge bytes vs smaps");
+    assert!(
+        text.stdout_str()
+            .contains(&*canonical(&prog).to_string_lossy()),
+        "--stat does not name the program:\n{}",
+        text.stdout_str()
+    );
+
+    assert_eq!(json.code("--stat --json"), 0, "{}", json.stderr_str());
+    let j = parse_stat_json(&json.stdout_str());
+    assert_eq!(j, t, "--stat --json vs --stat");
+}
+
+/// `--stat` of a process hugeload did not load: runs, 0 huge bytes; of a
+/// PID that does not exist: exit 1, one line.
+#[test]
+fn stat_of_other_and_missing_processes() {
+    or_skip!(need_tool("python3"));
+    let mut sleep = command("sleep");
+    sleep.arg("30");
+    let sleep = Running::start(sleep);
+    let pid = sleep.pid();
+    let deadline = Instant::now() + TIMEOUT;
+    while !fs::read_to_string(format!("/proc/{pid}/maps")).is_ok_and(|m| m.contains("libc")) {
+        assert!(Instant::now() < deadline, "sleep never mapped libc");
+        thread::sleep(Duration::from_millis(5));
+    }
+    let ps = pid.to_string();
+    let text = stat(&[&ps]);
+    let json = stat(&["--json", &ps, &std::process::id().to_string()]);
+    drop(sleep);
+    assert_eq!(text.code("--stat sleep"), 0, "{}", text.stderr_str());
+    let t = parse_stat_text(&text.stdout_str());
+    assert_eq!(t.len(), 1, "{}", text.stdout_str());
+    assert_eq!(t[0].0, pid);
+    assert!(
+        t[0].1 > 0,
+        "no text counted for sleep:\n{}",
+        text.stdout_str()
+    );
+    assert_eq!(
+        (t[0].2, t[0].3),
+        (0, 0),
+        "huge bytes of sleep:\n{}",
+        text.stdout_str()
+    );
+    assert_eq!(
+        json.code("--stat --json sleep self"),
+        0,
+        "{}",
+        json.stderr_str()
+    );
+    let j = parse_stat_json(&json.stdout_str());
+    assert_eq!(j.len(), 2, "one line per process:\n{}", json.stdout_str());
+    assert_eq!(j[0], t[0]);
+    assert_eq!(j[1].0, std::process::id());
+
+    // A PID that does not exist.
+    let pid_max: u32 = fs::read_to_string("/proc/sys/kernel/pid_max")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(32768);
+    let missing = (2..pid_max)
+        .rev()
+        .find(|p| !Path::new(&format!("/proc/{p}")).exists())
+        .unwrap()
+        .to_string();
+    for args in [&[missing.as_str()][..], &["--json", &missing]] {
+        let r = stat(args);
+        let what = format!("hugeload --stat {}", args.join(" "));
+        let stderr = r.stderr_str();
+        assert_eq!(r.code(&what), 1, "`{what}`\n{stderr}");
+        assert!(r.stdout.is_empty(), "`{what}`: stdout {:?}", r.stdout_str());
+        assert!(
+            stderr.lines().count() == 1
+                && stderr.ends_with('\n')
+                && stderr.starts_with("hugeload: ")
+                && stderr.contains(&missing),
+            "`{what}`: expected one line naming the PID:\n{stderr}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// 6. perf maps
+
+/// Runs the command `make` builds. With `backend` hugetlb, when the `-v`
+/// report says the pool had too few free pages (something else on the
+/// machine lowered or drained it since the test raised it), raises the
+/// pool again and reruns, three runs at most.
+fn run_hugetlb_retry(backend: &str, make: impl Fn() -> Command) -> (String, Run) {
+    let mut tries = 0;
+    loop {
+        let c = make();
+        let what = describe(&c);
+        let r = run(c);
+        tries += 1;
+        let short = r.stderr_str().contains("pool has too few free pages");
+        if backend != "hugetlb" || !short || tries == 3 {
+            return (what, r);
+        }
+        let _ = ensure_hugetlb_pool(HUGETLB_POOL_PAGES);
+        thread::sleep(Duration::from_millis(300));
+    }
+}
+
+fn perf_can_record(dir: &Path) -> Result<PathBuf, Skip> {
+    let perf = need_tool("perf")?;
+    let data = dir.join("check.data");
+    let mut c = Command::new(&perf);
+    c.args(["record", "-q", "-e", "cpu-clock", "-o"])
+        .arg(&data)
+        .args(["--", "/bin/true"]);
+    let r = run(c);
+    if !r.status.success() || !data.exists() {
+        let paranoid =
+            fs::read_to_string("/proc/sys/kernel/perf_event_paranoid").unwrap_or_default();
+        return Err(Skip(format!(
+            "perf cannot record here (perf_event_paranoid {}): {}",
+            paranoid.trim(),
+            r.stderr_str().trim()
+        )));
+    }
+    Ok(perf)
+}
+
+/// One `perf record` of the spinning fixture; returns (report text,
+/// hot function address, huge ranges of the -v report).
+fn perf_run(
+    perf: &Path,
+    dir: &Path,
+    backend: &str,
+    perf_map: bool,
+) -> (String, u64, Vec<HugeLine>) {
+    let prog = modes("pie").unwrap_or_else(|s| panic!("{}", s.0));
+    let data = dir.join(format!("{backend}-{perf_map}.data"));
+    let (what, r) = run_hugetlb_retry(backend, || {
+        let mut c = command(perf);
+        c.args(["record", "-q", "-e", "cpu-clock", "-o"])
+            .arg(&data)
+            .arg("--")
+            .arg(hugeload());
+        if perf_map {
+            c.arg("--perf-map");
+        }
+        c.args(["-v", "-b", backend])
+            .arg(&prog)
+            .args(["spin", "600"]);
+        c
+    });
+    let stderr = r.stderr_str();
+    assert_eq!(r.code(&what), 9, "`{what}`\n{stderr}");
+    let out = r.stdout_str();
+    assert!(out.contains("spun=1\n"), "`{what}`: {out}");
+    let pid: u32 = value(&out, "pid").unwrap().parse().unwrap();
+    let hot =
+        u64::from_str_radix(value(&out, "hot").unwrap().trim_start_matches("0x"), 16).unwrap();
+    let map = PathBuf::from(format!("/tmp/perf-{pid}.map"));
+    let report = parse_report(&stderr);
+    let in_huge = report
+        .huge
+        .iter()
+        .any(|h| h.backend == backend && h.range.start <= hot && hot < h.range.end);
+    assert!(
+        in_huge,
+        "`{what}`: hl_hot_spin at {hot:x} is not in a reported {backend} range\n{stderr}"
+    );
+    if perf_map {
+        let text = fs::read_to_string(&map)
+            .unwrap_or_else(|e| panic!("`{what}`: {}: {e}\n{stderr}", map.display()));
+        assert!(text.contains("hl_hot_spin"), "{}:\n{text}", map.display());
+    } else {
+        // A stale map of an earlier process with this PID would name it.
+        let _ = fs::remove_file(&map);
+    }
+    let mut c = Command::new(perf);
+    c.args(["report", "--stdio", "--sort", "sym", "-i"])
+        .arg(&data);
+    let rep = run(c);
+    let _ = fs::remove_file(&map);
+    assert!(rep.status.success(), "perf report: {}", rep.stderr_str());
+    (rep.stdout_str(), hot, report.huge)
+}
+
+fn perf_names_functions(backend: &str) {
+    let dir = scratch_dir(&format!("perf-{backend}"));
+    let perf = or_skip!(perf_can_record(&dir));
+    or_skip!(modes("pie"));
+    let _guard = (backend == "hugetlb").then(|| lock(&HUGETLB_LOCK));
+    if backend == "hugetlb" {
+        or_skip!(ensure_hugetlb_pool(HUGETLB_POOL_PAGES));
+    }
+    let (with, _, _) = perf_run(&perf, &dir, backend, true);
+    assert!(
+        with.contains("[.] hl_hot_spin"),
+        "perf report with --perf-map ({backend}) does not name hl_hot_spin:\n{with}"
+    );
+    // Without the map perf cannot name code that has no file behind it:
+    // it shows the raw address (why --perf-map exists).
+    let (without, hot, _) = perf_run(&perf, &dir, backend, false);
+    assert!(
+        !without.contains("hl_hot_spin"),
+        "perf named hl_hot_spin without a perf map ({backend}): the code is not where the \
+         test thinks\n{without}"
+    );
+    let raw = without.lines().any(|l| {
+        l.split("[.] 0x")
+            .nth(1)
+            .and_then(|a| u64::from_str_radix(a.trim(), 16).ok())
+            .is_some_and(|a| hot <= a && a < hot + 16)
+    });
+    assert!(
+        raw,
+        "perf report without a map ({backend}) shows no raw address in hl_hot_spin \
+         ({hot:x}):\n{without}"
+    );
+}
+
+#[test]
+fn perf_map_names_functions_thp() {
+    perf_names_functions("thp");
+}
+
+#[test]
+fn perf_map_names_functions_hugetlb() {
+    perf_names_functions("hugetlb");
+}
+
+// ---------------------------------------------------------------------------
+// 7. gdb and cores
+
+fn gdb(args: &[&str], extra: impl FnOnce(&mut Command)) -> Run {
+    let mut c = command("gdb");
+    c.args(["-nx", "-batch"]).args(args);
+    extra(&mut c);
+    run(c)
+}
+
+/// `gdb -p PID` on a program blocked under the launcher (as root, so
+/// /proc/PID/exe names the program) shows the program's functions.
+#[test]
+fn gdb_attach_under_launcher() {
+    or_skip!(need_tool("gdb"));
+    or_skip!(need_root("gdb -p, and /proc/PID/exe fixed by the launcher"));
+    if fs::read_to_string("/proc/sys/kernel/yama/ptrace_scope").is_ok_and(|s| s.trim() == "3") {
+        skip("kernel.yama.ptrace_scope is 3: no process may attach");
+        return;
+    }
+    let prog = or_skip!(modes("pie"));
+    let mut r = Running::start(hl(&["-b", "thp"], &prog, &["block"]));
+    r.wait_for_line("ready");
+    r.wait_blocked_on_stdin();
+    let pid = r.pid().to_string();
+    let g = gdb(&["-p", &pid, "-ex", "bt"], |_| {});
+    let out = r.finish();
+    assert_eq!(out.code("blocked fixture"), 9, "{}", out.stderr_str());
+    assert_eq!(out.stdout_str(), "ready\ndone\n");
+    let bt = g.stdout_str();
+    assert!(
+        bt.contains("in modes_block_in_read ()") && bt.contains("in main ()"),
+        "gdb -p: backtrace lacks the program's functions\nstdout:\n{bt}\nstderr:\n{}",
+        g.stderr_str()
+    );
+}
+
+/// Serializes the tests that change /proc/sys/kernel/core_pattern.
+static CORE_LOCK: Mutex<()> = Mutex::new(());
+
+/// Sets core_pattern; puts the old one back when dropped.
+struct CorePattern {
+    old: String,
+}
+
+impl CorePattern {
+    fn set(pattern: &str) -> Result<CorePattern, Skip> {
+        const KNOB: &str = "/proc/sys/kernel/core_pattern";
+        let old = fs::read_to_string(KNOB).map_err(|e| Skip(format!("{KNOB}: {e}")))?;
+        fs::write(KNOB, pattern).map_err(|e| Skip(format!("cannot write {KNOB}: {e}")))?;
+        Ok(CorePattern { old })
+    }
+}
+
+impl Drop for CorePattern {
+    fn drop(&mut self) {
+        let _ = fs::write("/proc/sys/kernel/core_pattern", self.old.trim_end());
+    }
+}
+
+/// The bytes at `addr` in a core file, if a PT_LOAD with contents holds
+/// them.
+fn core_bytes(core: &[u8], addr: u64, n: u64) -> Option<Vec<u8>> {
+    let phoff = le64(core, 32) as usize;
+    let phnum = le16(core, 56) as usize;
+    (0..phnum).find_map(|i| {
+        let p = &core[phoff + i * 56..phoff + (i + 1) * 56];
+        let (ty, off, vaddr, filesz) = (le32(p, 0), le64(p, 8), le64(p, 16), le64(p, 32));
+        (ty == PT_LOAD && vaddr <= addr && addr + n <= vaddr + filesz).then(|| {
+            let at = (off + addr - vaddr) as usize;
+            core[at..at + n as usize].to_vec()
+        })
+    })
+}
+
+/// A program that crashes in code on huge pages (THP and hugetlb) dumps a
+/// core holding that code: `gdb PROGRAM CORE` names the functions and
+/// shows the real instruction bytes at the faulting pc.
+#[test]
+fn core_dump_holds_huge_page_code() {
+    or_skip!(need_tool("gdb"));
+    or_skip!(need_root("writes /proc/sys/kernel/core_pattern"));
+    let prog = or_skip!(modes("pie"));
+    let _hugetlb = lock(&HUGETLB_LOCK);
+    or_skip!(ensure_hugetlb_pool(HUGETLB_POOL_PAGES));
+    let _core = lock(&CORE_LOCK);
+    let dir = PathBuf::from(format!("/tmp/hugeload-modes-cores-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    let _remove = RemoveDir(dir.clone());
+    let pattern = or_skip!(CorePattern::set(&format!("{}/core.%p", dir.display())));
+    for backend in ["thp", "hugetlb"] {
+        let (what, r) = run_hugetlb_retry(backend, || {
+            for e in fs::read_dir(&dir).unwrap().flatten() {
+                let _ = fs::remove_file(e.path());
+            }
+            let mut c = command("sh");
+            c.args(["-c", "ulimit -c unlimited || exit 99; exec \"$@\"", "sh"])
+                .arg(hugeload())
+                .args(["-v", "-b", backend])
+                .arg(&prog)
+                .arg("crash");
+            c
+        });
+        let stderr = r.stderr_str();
+        if r.status.code() == Some(99) {
+            skip(&format!("cannot raise RLIMIT_CORE: {stderr}"));
+            return;
+        }
+        assert_eq!(
+            r.status.signal(),
+            Some(11),
+            "`{what}`: {:?}\n{stderr}",
+            r.status
+        );
+        assert!(r.status.core_dumped(), "`{what}`: no core dumped\n{stderr}");
+        let core = fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with("core.")
+            })
+            .unwrap_or_else(|| panic!("`{what}`: no core file in {}", dir.display()));
+        let g = gdb(
+            &[
+                "-ex",
+                "bt",
+                "-ex",
+                "x/4xb $pc",
+                "-ex",
+                "info symbol $pc",
+                "-ex",
+                "p/x $pc",
+            ],
+            |c| {
+                c.arg(&prog).arg(&core);
+            },
+        );
+        let out = g.stdout_str();
+        let ctx = format!(
+            "{backend}: gdb {} {}\n{out}\n{}\nhugeload -v:\n{stderr}",
+            prog.display(),
+            core.display(),
+            g.stderr_str()
+        );
+        for f in ["hl_crash_fn", "modes_crash_here", "main"] {
+            assert!(
+                out.contains(&format!("in {f} (")),
+                "{ctx}\nbacktrace lacks {f}"
+            );
+        }
+        let pc = out
+            .lines()
+            .find_map(|l| l.strip_prefix("$1 = 0x"))
+            .and_then(|a| u64::from_str_radix(a.trim(), 16).ok())
+            .unwrap_or_else(|| panic!("{ctx}\nno pc"));
+        let in_huge = parse_report(&stderr)
+            .huge
+            .iter()
+            .any(|h| h.backend == backend && h.range.start <= pc && pc < h.range.end);
+        assert!(
+            in_huge,
+            "{ctx}\nthe crash pc {pc:x} is not in a {backend} huge range"
+        );
+        let shown: Vec<u8> = out
+            .lines()
+            .find(|l| l.contains("<hl_crash_fn>:"))
+            .map(|l| {
+                l.split(':')
+                    .nth(1)
+                    .unwrap()
+                    .split_whitespace()
+                    .map(|b| u8::from_str_radix(b.trim_start_matches("0x"), 16).unwrap())
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert_eq!(shown, CRASH_BYTES, "{ctx}\nx/4xb $pc");
+        let bytes = fs::read(&core).unwrap();
+        assert_eq!(
+            core_bytes(&bytes, pc, 4).as_deref(),
+            Some(&CRASH_BYTES[..]),
+            "{ctx}\nthe core file does not hold the code at the pc ({backend})"
+        );
+    }
+    drop(pattern);
+}
+
+/// `gdb --args ./patched` stops at a breakpoint in the program and at one
+/// in libc.
+fn gdb_pt_interp(kind: &str) {
+    or_skip!(need_tool("gdb"));
+    let prog = or_skip!(modes(kind));
+    let pair = or_skip!(make_pair(&format!("gdb-{kind}"), &prog));
+    let name = format!("./{}", pair.name);
+    let g = gdb(
+        &[
+            "-ex",
+            "set breakpoint pending on",
+            "-ex",
+            "break modes_mark",
+            "-ex",
+            "break puts",
+            "-ex",
+            "run",
+            "-ex",
+            "bt",
+            "-ex",
+            "info symbol $pc",
+            "-ex",
+            "continue",
+            "-ex",
+            "bt",
+            "-ex",
+            "info symbol $pc",
+            "-ex",
+            "continue",
+            "--args",
+            &name,
+            "mark",
+        ],
+        |c| {
+            c.current_dir(&pair.patched_dir);
+        },
+    );
+    let out = g.stdout_str();
+    let ctx = format!(
+        "{kind}: gdb --args {name} mark\nstdout:\n{out}\nstderr:\n{}",
+        g.stderr_str()
+    );
+    let first = out
+        .find("Breakpoint 1, ")
+        .unwrap_or_else(|| panic!("{ctx}\nno stop at modes_mark"));
+    let second = out
+        .find("Breakpoint 2, ")
+        .unwrap_or_else(|| panic!("{ctx}\nno stop at puts"));
+    assert!(first < second, "{ctx}\nstops out of order");
+    let (a, b) = out.split_at(second);
+    assert!(a[first..].contains("modes_mark"), "{ctx}\nfirst stop");
+    assert!(
+        a.contains(&format!(
+            "in section .text of {}",
+            canonical(&pair.patched).display()
+        )),
+        "{ctx}\nfirst stop not in the program"
+    );
+    assert!(
+        b.contains("libc.so.6") && b.lines().any(|l| l.starts_with("puts in section .text of")),
+        "{ctx}\nsecond stop not in libc's puts"
+    );
+    assert!(
+        b.contains("modes_mark") && b.contains("main"),
+        "{ctx}\nbacktrace at puts"
+    );
+    assert!(
+        out.contains("mark\n") && out.contains("exited with code 011"),
+        "{ctx}\nexit"
+    );
+}
+
+#[test]
+fn gdb_breakpoints_pt_interp_pie() {
+    gdb_pt_interp("pie");
+}
+
+#[test]
+fn gdb_breakpoints_pt_interp_nopie() {
+    gdb_pt_interp("nopie");
+}
