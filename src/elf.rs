@@ -27,6 +27,9 @@ pub const PAGE: u64 = 4096;
 /// One past the highest user address on x86-64 with 4-level paging, less
 /// the guard page (TASK_SIZE_MAX).
 pub const USER_TOP: u64 = 0x7fff_ffff_f000;
+/// The largest image span accepted (1 TiB): more is no program but a
+/// request the kernel could not commit either.
+pub const MAX_IMAGE: u64 = 1 << 40;
 /// `e_ident[EI_PAD + 6]`, the byte hugeload's binfmt_misc marker uses.
 pub const MARK_INDEX: usize = 15;
 
@@ -292,6 +295,9 @@ pub fn parse_image(header: &Header, table: &[u8], file_size: u64) -> Result<Imag
     if image.loads.is_empty() {
         return Err(LoadError::NoLoadSegments);
     }
+    if image.hi() - image.lo() > MAX_IMAGE {
+        return Err(LoadError::ImageTooLarge);
+    }
     let entry_ok = image
         .loads
         .iter()
@@ -311,11 +317,11 @@ pub fn parse_image(header: &Header, table: &[u8], file_size: u64) -> Result<Imag
 }
 
 fn add_load(image: &mut Image, ph: &ProgramHeader, file_size: u64) -> Result<(), LoadError> {
-    if ph.p_memsz == 0 {
-        return Ok(());
-    }
     if ph.p_filesz > ph.p_memsz {
         return Err(LoadError::FileszOverMemsz);
+    }
+    if ph.p_memsz == 0 {
+        return Ok(());
     }
     match ph.p_offset.checked_add(ph.p_filesz) {
         Some(end) if end <= file_size => {}
@@ -530,6 +536,16 @@ mod tests {
         bad.filesz = 0;
         let b = elf_bytes(ET_EXEC, 0x1000, &[(PT_LOAD, &bad)]);
         assert_eq!(image_of(&b, BIG), Err(LoadError::SegmentOverflow));
+        let mut bad = load(0x1000, 0x1000, RX);
+        bad.memsz = 1 << 41;
+        bad.filesz = 0x1000;
+        let b = elf_bytes(ET_EXEC, 0x1000, &[(PT_LOAD, &bad)]);
+        assert_eq!(image_of(&b, BIG), Err(LoadError::ImageTooLarge));
+        let mut bad = load(0x1000, 0x1000, RX);
+        bad.memsz = 0;
+        let x = load(0x1000, 0x1000, RX);
+        let b = elf_bytes(ET_EXEC, 0x1000, &[(PT_LOAD, &x), (PT_LOAD, &bad)]);
+        assert_eq!(image_of(&b, BIG), Err(LoadError::FileszOverMemsz));
         let wx = load(0x1000, 0x1000, RX | PF_W);
         let b = elf_bytes(ET_EXEC, 0x1000, &[(PT_LOAD, &wx)]);
         assert_eq!(image_of(&b, BIG), Err(LoadError::WritableAndExecutable));

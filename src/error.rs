@@ -37,6 +37,7 @@ pub enum LoadError {
     ImageTooLarge,
     EntryOutsideImage,
     AddressInUse,
+    InterpOverlaps,
     ShortRead,
 }
 
@@ -98,6 +99,9 @@ impl LoadError {
                 "cannot execute: entry point lies outside the executable segments"
             }
             LoadError::AddressInUse => "cannot execute: the program's fixed addresses are in use",
+            LoadError::InterpOverlaps => {
+                "cannot execute: the interpreter's fixed addresses overlap the program's"
+            }
             LoadError::ShortRead => "cannot execute: file is shorter than its headers say",
         }
     }

@@ -222,15 +222,6 @@ pub fn segment_on_huge(segment: &Segment, bias: u64, huge: &[Range]) -> u64 {
     huge.iter().map(|h| h.intersect(&range).len()).sum()
 }
 
-/// `range` cut into pieces of at most [`PIECE`] bytes.
-pub fn pieces(range: Range) -> impl Iterator<Item = Range> {
-    let count = range.len().div_ceil(PIECE);
-    (0..count).map(move |i| {
-        let start = range.start + i * PIECE;
-        Range::new(start, (start + PIECE).min(range.end))
-    })
-}
-
 /// The fewest 2 MiB pages that can hold the text at this bias: the blocks
 /// its pages touch. For a PIE placed by [`choose_phase`] this is
 /// `ceil(span / 2 MiB)`.
@@ -262,6 +253,12 @@ pub enum Source {
     File(u64),
     /// Anonymous zero pages (bss).
     Zero,
+    /// An anonymous page holding `len` bytes of the file from `offset`,
+    /// then zeros: the last file page of a writable segment whose data end
+    /// inside it (where the kernel maps the file and clears the rest,
+    /// `padzero`). Read rather than mapped, a file that shrinks under the
+    /// loader gives zeros there instead of SIGBUS.
+    Partial { offset: u64, len: u64 },
 }
 
 /// One ordinary (4 KiB page) mapping of part of a segment.
@@ -271,9 +268,6 @@ pub struct Mapping {
     /// `PF_*` flags of the segment.
     pub flags: u32,
     pub source: Source,
-    /// For a writable segment whose file bytes end inside a page: zero from
-    /// here to the end of that page once mapped (the kernel's `padzero`).
-    pub zero_from: Option<u64>,
 }
 
 /// Calls `f` for every ordinary mapping of `image` at `bias` that lies in
@@ -293,20 +287,35 @@ pub fn ordinary_mappings(
             bias + segment.file_page_end()
         };
         let end = bias + segment.page_end();
-        let file_part = Range::new(start, file_end);
-        let zero_part = Range::new(file_end, end);
         let data_end = bias + segment.vaddr + segment.filesz;
         let needs_padzero =
             segment.is_write() && segment.memsz > segment.filesz && !data_end.is_multiple_of(PAGE);
+        // The page where a writable segment's data end, if it must be
+        // padded with zeros.
+        let partial_start = if needs_padzero {
+            file_end - PAGE
+        } else {
+            file_end
+        };
+        let file_part = Range::new(start, partial_start);
+        let partial = Range::new(partial_start, file_end);
+        let zero_part = Range::new(file_end, end);
+        let offset_of = |at: u64| segment.page_offset() + (at - start);
         for_each_piece(file_part.intersect(&window), exclude, |piece| {
-            let offset = segment.page_offset() + (piece.start - start);
-            let zero_from = (needs_padzero && piece.start < data_end && data_end < piece.end)
-                .then_some(data_end);
             f(Mapping {
                 range: piece,
                 flags: segment.flags,
-                source: Source::File(offset),
-                zero_from,
+                source: Source::File(offset_of(piece.start)),
+            });
+        });
+        for_each_piece(partial.intersect(&window), exclude, |piece| {
+            f(Mapping {
+                range: piece,
+                flags: segment.flags,
+                source: Source::Partial {
+                    offset: offset_of(piece.start),
+                    len: data_end - piece.start,
+                },
             });
         });
         for_each_piece(zero_part.intersect(&window), exclude, |piece| {
@@ -314,7 +323,6 @@ pub fn ordinary_mappings(
                 range: piece,
                 flags: segment.flags,
                 source: Source::Zero,
-                zero_from: None,
             });
         });
     }
@@ -636,8 +644,13 @@ mod tests {
         assert_eq!(maps[2].range, Range::new(0x800000, 0x901000));
         assert_eq!(maps[2].source, Source::File(0x400000));
         assert_eq!(maps[3].range, Range::new(0x902000, 0x903000));
-        assert_eq!(maps[3].source, Source::File(0x502000));
-        assert_eq!(maps[3].zero_from, Some(0x902110));
+        assert_eq!(
+            maps[3].source,
+            Source::Partial {
+                offset: 0x502000,
+                len: 0x110
+            }
+        );
         assert_eq!(maps[4].range, Range::new(0x903000, 0x908000));
         assert_eq!(maps[4].source, Source::Zero);
         // The fallback for one huge range maps exactly that range.
@@ -672,17 +685,6 @@ mod tests {
         let mut fills_seen = std::vec::Vec::new();
         fills(&img, 0, range, 0x3000, |f| fills_seen.push(f));
         assert_eq!(fills_seen[1].len, 0x2000);
-    }
-
-    #[test]
-    fn pieces_cut_long_ranges() {
-        let r = Range::new(0x40_0000, 0x40_0000 + 40 * M);
-        let cut: std::vec::Vec<Range> = pieces(r).collect();
-        assert_eq!(cut.len(), 3);
-        assert_eq!(cut[0], Range::new(0x40_0000, 0x40_0000 + 16 * M));
-        assert_eq!(cut[2], Range::new(0x40_0000 + 32 * M, 0x40_0000 + 40 * M));
-        assert!(cut.iter().all(|c| c.start % HUGE == 0 && c.end % HUGE == 0));
-        assert_eq!(pieces(Range::new(0, 2 * M)).count(), 1);
     }
 
     #[test]

@@ -1921,7 +1921,7 @@ fn run_hugetlb_retry(backend: &str, make: impl Fn() -> Command) -> (String, Run)
         let what = describe(&c);
         let r = run(c);
         tries += 1;
-        let short = r.stderr_str().contains("pool has too few free pages");
+        let short = r.stderr_str().contains("free pages in the pool)");
         if backend != "hugetlb" || !short || tries == 3 {
             return (what, r);
         }

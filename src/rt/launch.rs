@@ -274,6 +274,23 @@ pub fn run(boot: &Boot, settings: &Settings, request: &Request) -> ! {
         })
     });
 
+    // Two fixed-address images that overlap cannot both be mapped (an
+    // ET_EXEC program naming itself as its interpreter, say).
+    if let Some(i) = &interp {
+        let fixed = |img: &hugeload::elf::Image| {
+            (!img.is_dyn()).then(|| plan::Range::new(img.lo(), img.hi()))
+        };
+        if let (Some(a), Some(b)) = (fixed(image), fixed(&i.image)) {
+            if a.overlaps(&b) {
+                diag::fail_in(
+                    path.as_bytes(),
+                    interp_path.unwrap_or(b""),
+                    LoadError::InterpOverlaps,
+                );
+            }
+        }
+    }
+
     // Point of no return: from here on the address space changes.
     let loaded = map::load_program(&program.file, image, path.as_bytes(), settings)
         .unwrap_or_else(|e| fail_program(e));

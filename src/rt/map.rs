@@ -8,15 +8,15 @@
 use super::arch;
 use super::diag::Report;
 use super::file::OpenFile;
-use super::sys::{self, CPath, EEXIST, Errno};
-use hugeload::elf::{Image, PAGE, page_up};
+use super::sys::{self, CPath, EEXIST, ENOMEM, Errno};
+use hugeload::elf::{Image, PAGE};
 use hugeload::error::LoadError;
 use hugeload::options::{Backend, Settings};
 use hugeload::plan::{self, HUGE, Mapping, Plan, Range, Ranges, Source, huge_down};
 use linux_raw_sys::general::{
     MADV_COLLAPSE, MADV_HUGEPAGE, MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_POPULATE,
-    MAP_PRIVATE, MAP_SHARED, MFD_CLOEXEC, MFD_HUGE_2MB, MFD_HUGETLB, PROT_EXEC, PROT_NONE,
-    PROT_READ, PROT_WRITE,
+    MAP_PRIVATE, MAP_SHARED, MFD_CLOEXEC, MFD_HUGE_2MB, MFD_HUGETLB, O_CLOEXEC, O_RDONLY,
+    PROT_EXEC, PROT_NONE, PROT_READ, PROT_WRITE,
 };
 
 const ADDR_NO_RANDOMIZE: u32 = 0x0040000;
@@ -58,12 +58,15 @@ impl HugeKind {
 pub struct Cause {
     pub step: &'static str,
     pub errno: Option<Errno>,
+    /// Free pages in the hugetlb pool when a hugetlb mapping failed.
+    pub pool_free: Option<u64>,
 }
 
 const fn cause(step: &'static str, errno: Errno) -> Cause {
     Cause {
         step,
         errno: Some(errno),
+        pool_free: None,
     }
 }
 
@@ -231,19 +234,7 @@ pub fn load_program(
     };
     let mut outcomes = Outcomes::new();
     if settings.backend != Backend::Off {
-        let thp_disabled = sys::prctl(PR_GET_THP_DISABLE, 0, 0, 0, 0).unwrap_or(0) == 1;
-        for range in plan.huge.iter().flat_map(|r| plan::pieces(*r)) {
-            let outcome = map_huge(
-                file,
-                image,
-                plan.bias,
-                range,
-                name,
-                settings.backend,
-                thp_disabled,
-            );
-            let _ = outcomes.push(outcome);
-        }
+        outcomes = place_ranges(file, image, plan.bias, &plan.huge, name, settings.backend);
     }
     let loaded = Loaded {
         bias: plan.bias,
@@ -267,19 +258,7 @@ pub fn remap_in_place(
 ) -> Loaded {
     let window = Range::new(bias + image.lo(), bias + image.hi());
     let plan = plan::plan(image, bias, settings.strategy, window);
-    let thp_disabled = sys::prctl(PR_GET_THP_DISABLE, 0, 0, 0, 0).unwrap_or(0) == 1;
-    let mut outcomes = Outcomes::new();
-    for range in plan.huge.iter().flat_map(|r| plan::pieces(*r)) {
-        let _ = outcomes.push(map_huge(
-            file,
-            image,
-            bias,
-            range,
-            name,
-            settings.backend,
-            thp_disabled,
-        ));
-    }
+    let outcomes = place_ranges(file, image, bias, &plan.huge, name, settings.backend);
     Loaded {
         bias,
         plan,
@@ -343,34 +322,71 @@ fn map_one(file: &OpenFile, m: &Mapping) -> Result<(), LoadError> {
     let prot = prot_of(m.flags);
     let len = m.range.len() as usize;
     let start = m.range.start as usize;
-    // SAFETY: every mapping lies inside the reservation made for this image,
-    // which nothing else uses yet.
-    let r = unsafe {
-        match m.source {
-            Source::File(offset) => {
-                sys::mmap(start, len, prot, MAP_PRIVATE | MAP_FIXED, file.fd, offset)
-            }
-            Source::Zero => sys::mmap(
-                start,
-                len,
-                prot,
-                MAP_PRIVATE | MAP_FIXED | MAP_ANONYMOUS,
-                -1,
-                0,
-            ),
-        }
+    let anonymous = MAP_PRIVATE | MAP_FIXED | MAP_ANONYMOUS;
+    // SAFETY (all three): every mapping lies inside the reservation made
+    // for this image (or replaces the kernel's mapping of the same bytes),
+    // which nothing uses yet.
+    let r = match m.source {
+        Source::File(offset) => unsafe {
+            sys::mmap(start, len, prot, MAP_PRIVATE | MAP_FIXED, file.fd, offset)
+        },
+        Source::Zero => unsafe { sys::mmap(start, len, prot, anonymous, -1, 0) },
+        Source::Partial { offset, len: data } => unsafe {
+            // Only writable segments have partial pages, so the page is
+            // filled where it will stay; a short read leaves zeros.
+            sys::mmap(start, len, prot, anonymous, -1, 0).and_then(|_| {
+                sys::pread_into(file.fd, start, (data as usize).min(len), offset).map(|_| start)
+            })
+        },
     };
-    r.map_err(|e| LoadError::Os(e.0))?;
-    if let Some(from) = m.zero_from {
-        let to = page_up(from);
-        // SAFETY: the page was just mapped writable (zero_from is only set
-        // for writable segments) and belongs to this image.
-        unsafe { core::ptr::write_bytes(from as *mut u8, 0, (to - from) as usize) };
+    r.map(|_| ()).map_err(|e| LoadError::Os(e.0))
+}
+
+/// Puts the planned huge ranges on huge pages, piece by piece (at most
+/// [`plan::PIECE`] bytes each, or what the hugetlb pool has left), each
+/// piece on the first backend that can take it, or on ordinary pages.
+fn place_ranges(
+    file: &OpenFile,
+    image: &Image,
+    bias: u64,
+    huge: &[Range],
+    name: &[u8],
+    backend: Backend,
+) -> Outcomes {
+    let thp_disabled = sys::prctl(PR_GET_THP_DISABLE, 0, 0, 0, 0).unwrap_or(0) == 1;
+    let mut outcomes = Outcomes::new();
+    for r in huge {
+        let mut start = r.start;
+        while start < r.end {
+            let piece = Range::new(start, (start + plan::PIECE).min(r.end));
+            let outcome = map_huge(file, image, bias, piece, name, backend, thp_disabled);
+            start = outcome.range.end;
+            let _ = outcomes.push(outcome);
+        }
     }
-    Ok(())
+    outcomes
+}
+
+/// Free 2 MiB pages in the hugetlb pool.
+fn hugetlb_free_pages() -> u64 {
+    let mut buf = [0u8; 32];
+    let path = CPath::from_parts(&[b"/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages"]);
+    let Some(fd) = path.and_then(|p| sys::open(&p, O_RDONLY | O_CLOEXEC).ok()) else {
+        return 0;
+    };
+    let n = sys::read(fd, &mut buf).unwrap_or(0);
+    sys::close(fd);
+    let text = buf[..n].strip_suffix(b"\n").unwrap_or(&buf[..n]);
+    core::str::from_utf8(text)
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(0)
 }
 
 /// Puts `range` on huge pages, or on ordinary pages if no backend can.
+/// When the hugetlb pool has fewer free pages than the range needs, the
+/// outcome covers only the part the pool could take: the caller places
+/// the rest next.
 fn map_huge(
     file: &OpenFile,
     image: &Image,
@@ -392,7 +408,21 @@ fn map_huge(
                 outcome.kind = Some(HugeKind::Hugetlb);
                 return outcome;
             }
-            Err(c) => outcome.hugetlb = Some(c),
+            Err(c) => {
+                let free = hugetlb_free_pages();
+                if c.errno == Some(ENOMEM) && free > 0 && free < range.len() / HUGE {
+                    let part = Range::new(range.start, range.start + free * HUGE);
+                    if place_hugetlb(file, image, bias, part, name).is_ok() {
+                        outcome.range = part;
+                        outcome.kind = Some(HugeKind::Hugetlb);
+                        return outcome;
+                    }
+                }
+                outcome.hugetlb = Some(Cause {
+                    pool_free: Some(free),
+                    ..c
+                });
+            }
         }
     }
     if matches!(backend, Backend::Auto | Backend::Thp) {
@@ -400,11 +430,13 @@ fn map_huge(
             Err(Cause {
                 step: "disabled for this process (PR_SET_THP_DISABLE)",
                 errno: None,
+                pool_free: None,
             })
         } else if refuses_exec_gain() {
             Err(Cause {
                 step: "needs an mprotect that adds exec, which MDWE (PR_SET_MDWE) refuses",
                 errno: None,
+                pool_free: None,
             })
         } else {
             place_thp(file, image, bias, range)
@@ -532,7 +564,7 @@ fn place_hugetlb(
         sys::ftruncate(fd, len).map_err(|e| cause("ftruncate", e))?;
         // SAFETY: a fresh shared mapping of our own memfd.
         let view = unsafe { sys::mmap(0, len as usize, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0) }
-            .map_err(|e| cause("mmap (pool has too few free pages)", e))? as u64;
+            .map_err(|e| cause("mmap", e))? as u64;
         let filled = fill(file, image, bias, range, view);
         // SAFETY: the writable view is ours and no longer used.
         let _ = unsafe { sys::munmap(view as usize, len as usize) };
@@ -605,6 +637,9 @@ pub fn say_cause(report: &Report, range: Range, o: &Outcome) {
                 l.str(" ").str(backend).str(": ").str(c.step);
                 if let Some(e) = c.errno {
                     l.str(": ").str(hugeload::error::errno_message(e.0));
+                }
+                if let Some(free) = c.pool_free {
+                    l.str(" (").dec(free).str(" free pages in the pool)");
                 }
                 l.str(";");
             }

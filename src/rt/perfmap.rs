@@ -7,19 +7,20 @@ use super::diag::Report;
 use super::file::OpenFile;
 use super::out::Out;
 use super::sys::{self, CPath};
-use hugeload::elf::page_down;
 use hugeload::fmt::Line;
 use hugeload::perfmap;
 use hugeload::plan::Range;
 use linux_raw_sys::general::{
-    MAP_PRIVATE, O_CLOEXEC, O_CREAT, O_NOFOLLOW, O_TRUNC, O_WRONLY, PROT_READ,
+    MAP_ANONYMOUS, MAP_PRIVATE, O_CLOEXEC, O_CREAT, O_NOFOLLOW, O_TRUNC, O_WRONLY, PROT_READ,
+    PROT_WRITE,
 };
 
-/// A read-only view of part of a file, unmapped when dropped.
+/// A copy of part of a file in anonymous memory, unmapped when dropped.
+/// Read rather than mapped: a file that shrinks meanwhile gives zeros, not
+/// SIGBUS.
 struct View {
     addr: usize,
     len: usize,
-    skip: usize,
 }
 
 impl View {
@@ -28,22 +29,27 @@ impl View {
         if end > file.size || len == 0 {
             return None;
         }
-        let start = page_down(offset);
-        let skip = (offset - start) as usize;
-        let map_len = skip + len as usize;
-        // SAFETY: a fresh read-only private mapping of our own file.
-        let addr = unsafe { sys::mmap(0, map_len, PROT_READ, MAP_PRIVATE, file.fd, start) }.ok()?;
-        Some(View {
-            addr,
-            len: map_len,
-            skip,
-        })
+        let len = len as usize;
+        // SAFETY: a fresh private mapping at an address the kernel chooses.
+        let addr = unsafe {
+            sys::mmap(
+                0,
+                len,
+                PROT_READ | PROT_WRITE,
+                MAP_PRIVATE | MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        }
+        .ok()?;
+        let view = View { addr, len };
+        // SAFETY: the destination is the mapping just made.
+        unsafe { sys::pread_into(file.fd, addr, len, offset) }.ok()?;
+        Some(view)
     }
     fn bytes(&self) -> &[u8] {
-        // SAFETY: the mapping lives as long as `self` and is read-only.
-        unsafe {
-            core::slice::from_raw_parts((self.addr + self.skip) as *const u8, self.len - self.skip)
-        }
+        // SAFETY: the mapping lives as long as `self`.
+        unsafe { core::slice::from_raw_parts(self.addr as *const u8, self.len) }
     }
 }
 

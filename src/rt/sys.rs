@@ -13,6 +13,7 @@ pub const EINTR: Errno = Errno(4);
 pub const EIO: Errno = Errno(5);
 pub const EEXIST: Errno = Errno(17);
 pub const EINVAL: Errno = Errno(22);
+pub const ENOMEM: Errno = Errno(12);
 
 pub type Result<T> = core::result::Result<T, Errno>;
 
