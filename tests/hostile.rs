@@ -2303,3 +2303,253 @@ fn program_view_is_the_kernels() {
     ));
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
+
+/// `'s'` for sh, with `'` inside written as `'\''`.
+fn sh_word(s: &OsStr) -> String {
+    format!(
+        "'{}'",
+        String::from_utf8_lossy(s.as_bytes()).replace('\'', r"'\''")
+    )
+}
+
+/// One program run inside the binfmt_misc namespace, under `settings`.
+struct NsRun {
+    tag: String,
+    what: String,
+    argv: Vec<OsString>,
+}
+
+/// The sh script for [`program_view_is_the_kernels_under_binfmt_misc`]: in
+/// a user and mount namespace, mounts a private binfmt_misc at `bf`,
+/// registers `hugeload --binfmt-rule`, and runs each of `runs` with stdin
+/// /dev/null and stdout/stderr in `out/run.{out,err}` (the same files for
+/// every run, so that the fd targets compare), then moved to
+/// `out/TAG.{out,err,rc}`. Exit 90: the mount failed, 91: the rule could not
+/// be registered (both with the reason on stdout).
+fn binfmt_view_script(bf: &Path, out: &Path, runs: &[NsRun]) -> String {
+    let mut s = format!(
+        "set -u\nH={}\nBF={}\nO={}\n",
+        sh_word(hugeload().as_os_str()),
+        sh_word(bf.as_os_str()),
+        sh_word(out.as_os_str())
+    );
+    s.push_str(
+        r#"mkdir -p "$BF"
+if ! mount -t binfmt_misc binfmt_misc "$BF" 2>"$O/mount.err"; then
+    echo "mount -t binfmt_misc in a user namespace failed: $(cat "$O/mount.err")"
+    exit 90
+fi
+if ! printf '%s\n' "$("$H" --binfmt-rule)" > "$BF/register" 2>"$O/register.err"; then
+    echo "cannot register the rule: $(cat "$O/register.err")"
+    exit 91
+fi
+export HUGELOAD_VERBOSE=1
+run() {
+    tag=$1; shift
+    "$@" </dev/null >"$O/run.out" 2>"$O/run.err"
+    echo $? >"$O/run.rc"
+    for e in out err rc; do mv "$O/run.$e" "$O/$tag.$e"; done
+}
+"#,
+    );
+    for r in runs {
+        let argv: Vec<String> = r.argv.iter().map(|a| sh_word(a)).collect();
+        let _ = writeln!(s, "run {} {}", r.tag, argv.join(" "));
+    }
+    s.push_str("exit 0\n");
+    s
+}
+
+/// What the script left for one run, as an [`Outcome`] (a status above 128
+/// is sh's report of a signal).
+fn ns_outcome(out: &Path, r: &NsRun) -> Outcome {
+    let read = |ext: &str| {
+        fs::read(out.join(format!("{}.{ext}", r.tag)))
+            .unwrap_or_else(|e| panic!("{}: no .{ext} ({e})", r.what))
+    };
+    let rc: i32 = String::from_utf8_lossy(&read("rc")).trim().parse().unwrap();
+    Outcome {
+        what: r.what.clone(),
+        end: if rc > 128 {
+            End::Signal(rc - 128)
+        } else {
+            End::Exit(rc)
+        },
+        stdout: read("out"),
+        stderr: read("err"),
+    }
+}
+
+/// The view of [`program_view_is_the_kernels`] in binfmt_misc mode: in a
+/// user and mount namespace with its own binfmt_misc (Linux 6.7+) and the
+/// rule of `--binfmt-rule`, a copy marked with `--mark` (run through
+/// hugeload by the kernel, with AT_EXECFD) against an unmarked copy run
+/// directly in the same namespace, so that both have the same credentials.
+/// Root there has CAP_SYS_ADMIN, so `/proc/self/exe` must be the program's;
+/// AT_EXECFD must be neither in the auxv nor open in the program. Glibc
+/// PIE, glibc static and musl static, with the same settings as the other
+/// modes.
+#[test]
+fn program_view_is_the_kernels_under_binfmt_misc() {
+    let unshare = or_skip!(need_tool("unshare"));
+    let names = ["view-pie", "view-static", "view-musl-static"];
+    let mut progs = Vec::new();
+    for name in names {
+        progs.push((name, or_skip!(build(name))));
+    }
+    let _pool = pool_shared();
+    let scratch = scratch_dir("hostile-view-binfmt");
+    let out = scratch.join("out");
+    fs::create_dir_all(&out).unwrap();
+    let ns = |args: &[&OsStr]| {
+        let mut c = Command::new(&unshare);
+        c.args(["--user", "--map-root-user", "--mount"])
+            .args(args)
+            .current_dir(&scratch);
+        for var in HUGELOAD_ENV {
+            c.env_remove(var);
+        }
+        c
+    };
+
+    // Can this machine mount binfmt_misc in a user namespace?
+    let probe = scratch.join("probe-mount");
+    fs::create_dir_all(&probe).unwrap();
+    let r = run(ns(&[
+        OsStr::new("mount"),
+        OsStr::new("-t"),
+        OsStr::new("binfmt_misc"),
+        OsStr::new("binfmt_misc"),
+        probe.as_os_str(),
+    ]));
+    if !r.status.success() {
+        skip(&format!(
+            "cannot mount binfmt_misc in a user namespace (Linux {}; needs 6.7+ and \
+             unprivileged user namespaces): {}",
+            fs::read_to_string("/proc/sys/kernel/osrelease")
+                .unwrap_or_default()
+                .trim(),
+            r.stderr_str().trim()
+        ));
+        return;
+    }
+
+    // An unmarked and a marked copy of each program, under the same name.
+    let (plain_dir, marked_dir) = (scratch.join("plain"), scratch.join("marked"));
+    fs::create_dir_all(&plain_dir).unwrap();
+    fs::create_dir_all(&marked_dir).unwrap();
+    let mut copies = Vec::new();
+    for (name, prog) in &progs {
+        let (plain, marked) = (plain_dir.join(name), marked_dir.join(name));
+        fs::copy(prog, &plain).unwrap();
+        fs::copy(prog, &marked).unwrap();
+        let mut c = hl_command(&["--mark"]);
+        c.arg(&marked);
+        let r = run(c);
+        assert!(
+            r.status.success(),
+            "hugeload --mark {}: {}",
+            marked.display(),
+            r.stderr_str()
+        );
+        assert_eq!(fs::read(&marked).unwrap()[15], b'H', "{name}: not marked");
+        assert_ne!(
+            fs::read(&plain).unwrap()[15],
+            b'H',
+            "{name}: marked already"
+        );
+        copies.push((*name, plain, marked));
+    }
+
+    let settings: [&[&str]; 3] = [
+        &[],
+        &["block-usr1", "ignore-usr2", "nnp"],
+        &["stack=4194304", "data=1073741824", "as=8589934592"],
+    ];
+    let args = ["view", "a b", "", "--", "-v"];
+    let wrap = build("hostile_wrap");
+    let mut pairs = Vec::new();
+    let mut runs = Vec::new();
+    for (i, s) in settings.iter().enumerate() {
+        let mut prefix: Vec<OsString> = Vec::new();
+        if !s.is_empty() {
+            prefix.push(or_skip!(wrap.clone()).into_os_string());
+            prefix.extend(s.iter().map(OsString::from));
+            prefix.push("--".into());
+        }
+        for (name, plain, marked) in &copies {
+            let mut pair = Vec::new();
+            for (kind, path) in [("plain", plain), ("marked", marked)] {
+                let argv: Vec<OsString> =
+                    prefix.iter().cloned().chain(os_args(path, &args)).collect();
+                let what = format!(
+                    "{} ({kind}, in the binfmt_misc namespace)",
+                    argv.iter()
+                        .map(|a| a.to_string_lossy())
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                );
+                pair.push(runs.len());
+                runs.push(NsRun {
+                    tag: format!("{i}-{name}-{kind}"),
+                    what,
+                    argv,
+                });
+            }
+            pairs.push((pair[0], pair[1]));
+        }
+    }
+
+    let script = scratch.join("view.sh");
+    fs::write(
+        &script,
+        binfmt_view_script(&scratch.join("bf"), &out, &runs),
+    )
+    .unwrap();
+    let o = run_limited(
+        ns(&[OsStr::new("/bin/sh"), script.as_os_str()]),
+        TIMEOUT * 2,
+    );
+    match o.end {
+        End::Exit(0) => {}
+        End::Exit(90 | 91) => {
+            skip(&format!(
+                "binfmt_misc in a user namespace: {}",
+                o.out().trim()
+            ));
+            return;
+        }
+        _ => panic!("`{}`: {}", o.what, o.short()),
+    }
+
+    let mut failures = Vec::new();
+    for &(p, m) in &pairs {
+        let (d, h) = (ns_outcome(&out, &runs[p]), ns_outcome(&out, &runs[m]));
+        if d.err().lines().any(|l| l.starts_with("hugeload:")) {
+            failures.push(format!(
+                "`{}`: the unmarked copy went through hugeload:\n{}",
+                d.what,
+                d.err()
+            ));
+            continue;
+        }
+        if !h.err().lines().any(|l| l.starts_with("hugeload: load ")) {
+            failures.push(format!(
+                "`{}`: the marked copy did not go through hugeload \
+                 (HUGELOAD_VERBOSE=1): {}",
+                h.what,
+                h.short()
+            ));
+            continue;
+        }
+        if let Err(e) = compare_views(&d, &h, false) {
+            failures.push(format!("binfmt_misc mode: {e}"));
+        }
+    }
+    note(&format!(
+        "{} views compared, {} differ",
+        pairs.len(),
+        failures.len()
+    ));
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
