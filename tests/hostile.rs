@@ -36,7 +36,7 @@ use std::collections::BTreeMap;
 use std::ffi::{CString, OsStr, OsString, c_char};
 use std::fmt::Write as _;
 use std::fs;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
@@ -1758,22 +1758,7 @@ fn hold(mut cmd: Command) -> Held {
     let mut child = cmd.spawn().unwrap();
     let stdin = child.stdin.take();
     let stdout = child.stdout.take().unwrap();
-    let (tx, lines) = mpsc::channel();
-    let out = thread::spawn(move || {
-        let mut all = Vec::new();
-        let mut r = BufReader::new(stdout);
-        loop {
-            let mut line = Vec::new();
-            match r.read_until(b'\n', &mut line) {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {
-                    all.extend_from_slice(&line);
-                    let _ = tx.send(String::from_utf8_lossy(&line).trim_end().to_string());
-                }
-            }
-        }
-        all
-    });
+    let (lines, out) = stream_lines(stdout);
     let err = collect(child.stderr.take());
     Held {
         child,

@@ -15,7 +15,6 @@ mod common;
 use common::*;
 use std::collections::HashMap;
 use std::fs;
-use std::io::{BufRead, BufReader};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
@@ -429,22 +428,7 @@ impl Running {
         let stdin = child.stdin.take();
         let stdout = child.stdout.take().unwrap();
         let mut stderr = child.stderr.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        let out = thread::spawn(move || {
-            let mut all = Vec::new();
-            let mut r = BufReader::new(stdout);
-            loop {
-                let mut line = Vec::new();
-                match r.read_until(b'\n', &mut line) {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => {
-                        all.extend_from_slice(&line);
-                        let _ = tx.send(String::from_utf8_lossy(&line).trim_end().to_string());
-                    }
-                }
-            }
-            all
-        });
+        let (lines, out) = stream_lines(stdout);
         let err = thread::spawn(move || {
             let mut all = Vec::new();
             let _ = std::io::Read::read_to_end(&mut stderr, &mut all);

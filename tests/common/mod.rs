@@ -1360,23 +1360,7 @@ pub fn inspect(mut cmd: Command, program: &Path, ready: Ready) -> Inspection {
     let pid = child.id();
     let stdin = child.stdin.take().unwrap();
     let err = read_all_in_thread(child.stderr.take());
-    let (line_tx, line_rx) = mpsc::channel::<String>();
-    let stdout = child.stdout.take().unwrap();
-    let out = thread::spawn(move || {
-        let mut all = Vec::new();
-        let mut r = BufReader::new(stdout);
-        loop {
-            let mut line = Vec::new();
-            match r.read_until(b'\n', &mut line) {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {
-                    all.extend_from_slice(&line);
-                    let _ = line_tx.send(String::from_utf8_lossy(&line).trim_end().to_string());
-                }
-            }
-        }
-        all
-    });
+    let (line_rx, out) = stream_lines(child.stdout.take().unwrap());
 
     let deadline = Instant::now() + TIMEOUT;
     let mut printed_base = None;
@@ -1601,4 +1585,28 @@ pub fn check_huge(i: &Inspection, strategy: &str) -> u64 {
         ),
     }
     total.used
+}
+
+/// Reads `source` on a thread: each line (without its newline) is sent on
+/// the returned channel as it arrives, and the thread returns all bytes.
+pub fn stream_lines(
+    source: impl Read + Send + 'static,
+) -> (mpsc::Receiver<String>, thread::JoinHandle<Vec<u8>>) {
+    let (tx, rx) = mpsc::channel();
+    let all = thread::spawn(move || {
+        let mut all = Vec::new();
+        let mut r = BufReader::new(source);
+        loop {
+            let mut line = Vec::new();
+            match r.read_until(b'\n', &mut line) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    all.extend_from_slice(&line);
+                    let _ = tx.send(String::from_utf8_lossy(&line).trim_end().to_string());
+                }
+            }
+        }
+        all
+    });
+    (rx, all)
 }
