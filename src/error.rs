@@ -30,7 +30,6 @@ pub enum LoadError {
     ExecutableStack,
     BadInterpPath,
     InterpNotElf,
-    InterpHasInterp,
     NestedScriptTooDeep,
     ScriptNoInterpreter,
     ScriptLineTooLong,
@@ -41,7 +40,8 @@ pub enum LoadError {
     ShortRead,
 }
 
-/// `ENOENT`, `ENOTDIR`: the shell's "not found" family.
+/// `ENOENT`: the shell's "not found" (bash gives 127 for it, 126 for
+/// every other failure).
 const ENOENT: i32 = 2;
 
 impl LoadError {
@@ -87,9 +87,6 @@ impl LoadError {
             LoadError::BadInterpPath => "cannot execute: malformed program interpreter path",
             LoadError::InterpNotElf => {
                 "cannot execute: the program interpreter is not a usable ELF"
-            }
-            LoadError::InterpHasInterp => {
-                "cannot execute: the program interpreter asks for an interpreter"
             }
             LoadError::NestedScriptTooDeep => "cannot execute: too many levels of #! interpreters",
             LoadError::ScriptNoInterpreter => "cannot execute: #! line names no interpreter",

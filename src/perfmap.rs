@@ -4,6 +4,7 @@
 //! function per line) gives them back. The functions come from the
 //! program's `.symtab`, else `.dynsym`.
 
+use crate::elf::{u32_at, u64_at};
 use crate::plan::Range;
 use goblin::elf::section_header::{SHT_DYNSYM, SHT_SYMTAB};
 use goblin::elf::sym::STT_FUNC;
@@ -12,16 +13,6 @@ use goblin::elf::sym::STT_FUNC;
 pub const SHDR_SIZE: usize = 64;
 /// Size of an ELF64 symbol.
 pub const SYM_SIZE: usize = 24;
-
-fn u32_at(b: &[u8], off: usize) -> u32 {
-    u32::from_le_bytes([b[off], b[off + 1], b[off + 2], b[off + 3]])
-}
-
-fn u64_at(b: &[u8], off: usize) -> u64 {
-    let mut v = [0u8; 8];
-    v.copy_from_slice(&b[off..off + 8]);
-    u64::from_le_bytes(v)
-}
 
 /// The parts of a section header this needs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

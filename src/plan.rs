@@ -288,8 +288,10 @@ pub fn ordinary_mappings(
         };
         let end = bias + segment.page_end();
         let data_end = bias + segment.vaddr + segment.filesz;
-        let needs_padzero =
-            segment.is_write() && segment.memsz > segment.filesz && !data_end.is_multiple_of(PAGE);
+        let needs_padzero = segment.is_write()
+            && segment.filesz > 0
+            && segment.memsz > segment.filesz
+            && !data_end.is_multiple_of(PAGE);
         // The page where a writable segment's data end, if it must be
         // padded with zeros.
         let partial_start = if needs_padzero {
@@ -659,6 +661,29 @@ mod tests {
         assert_eq!(maps.len(), 1);
         assert_eq!(maps[0].range, huge[0]);
         assert_eq!(maps[0].source, Source::File(0x200000));
+    }
+
+    #[test]
+    fn a_bss_only_segment_is_all_zero_pages_of_its_own() {
+        let img = image(
+            ET_EXEC,
+            0x400000,
+            &[
+                load(0x400000, 0x1800, RX),
+                Load {
+                    vaddr: 0x402010,
+                    memsz: 0x3000,
+                    offset: 0x2010,
+                    filesz: 0,
+                    flags: RW,
+                },
+            ],
+        );
+        let mut maps = std::vec::Vec::new();
+        ordinary_mappings(&img, 0, Range::ALL, &[], |m| maps.push(m));
+        assert_eq!(maps.len(), 2);
+        assert_eq!(maps[1].range, Range::new(0x402000, 0x406000));
+        assert_eq!(maps[1].source, Source::Zero);
     }
 
     #[test]

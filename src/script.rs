@@ -25,45 +25,46 @@ fn is_blank(b: u8) -> bool {
 }
 
 /// Parses the `#!` line at the start of `head` (the first bytes of the
-/// file, at most [`BINPRM_BUF_SIZE`]): the interpreter ends at the first
-/// blank, everything after it up to the end of the line, trimmed, is one
-/// argument.
+/// file; the kernel reads [`BINPRM_BUF_SIZE`] and sees zeros past the end of
+/// a shorter file) as fs/binfmt_script.c does: the line ends at the first
+/// newline, or, without one, at the buffer's last byte provided the
+/// interpreter name ends before it; trailing spaces and tabs are dropped;
+/// the interpreter ends at a space, tab or NUL; after a space or tab, the
+/// rest of the line is one argument, which ends at a NUL.
 pub fn parse(head: &[u8]) -> Result<Shebang, LoadError> {
-    let head = &head[..head.len().min(BINPRM_BUF_SIZE)];
-    if !is_script(head) {
+    let mut buf = [0u8; BINPRM_BUF_SIZE];
+    let n = head.len().min(BINPRM_BUF_SIZE);
+    buf[..n].copy_from_slice(&head[..n]);
+    if !is_script(&buf) {
         return Err(LoadError::NotElfOrScript);
     }
-    let newline = head.iter().position(|&b| b == b'\n');
-    let line_end = newline.unwrap_or(head.len());
-    let mut i = 2;
-    while i < line_end && is_blank(head[i]) {
-        i += 1;
+    let buf_end = BINPRM_BUF_SIZE - 1;
+    let is_terminator = |b: u8| is_blank(b) || b == 0;
+    let next_non_blank = |from: usize, to: usize| (from..to).find(|&i| !is_blank(buf[i]));
+    let next_terminator = |from: usize, to: usize| (from..to).find(|&i| is_terminator(buf[i]));
+    let mut line_end = match buf.iter().position(|&b| b == b'\n') {
+        Some(newline) => newline,
+        None => {
+            let name = next_non_blank(2, buf_end).ok_or(LoadError::ScriptNoInterpreter)?;
+            next_terminator(name, buf_end).ok_or(LoadError::ScriptLineTooLong)?;
+            buf_end
+        }
+    };
+    while line_end > 2 && is_blank(buf[line_end - 1]) {
+        line_end -= 1;
     }
-    let interp_start = i;
-    while i < line_end && !is_blank(head[i]) && head[i] != 0 {
-        i += 1;
-    }
-    let interp_end = i;
-    if interp_start == interp_end {
-        return Err(LoadError::ScriptNoInterpreter);
-    }
-    // A line cut by the buffer end is only usable if the interpreter name
-    // ended before it (the kernel's rule, fs/binfmt_script.c).
-    if newline.is_none() && interp_end == head.len() && head.len() == BINPRM_BUF_SIZE {
-        return Err(LoadError::ScriptLineTooLong);
-    }
-    let mut arg_end = line_end;
-    while arg_end > i && (is_blank(head[arg_end - 1]) || head[arg_end - 1] == b'\r') {
-        arg_end -= 1;
-    }
-    while i < arg_end && is_blank(head[i]) {
-        i += 1;
-    }
-    let arg = (i < arg_end).then_some((i, arg_end));
-    Ok(Shebang {
-        interp: (interp_start, interp_end),
-        arg,
-    })
+    let name = match next_non_blank(2, line_end) {
+        Some(i) if buf[i] != 0 => i,
+        _ => return Err(LoadError::ScriptNoInterpreter),
+    };
+    let sep = next_terminator(name, line_end);
+    let interp = (name, sep.unwrap_or(line_end));
+    let arg = sep
+        .filter(|&i| buf[i] != 0)
+        .and_then(|i| next_non_blank(i, line_end))
+        .map(|a| (a, (a..line_end).find(|&i| buf[i] == 0).unwrap_or(line_end)))
+        .filter(|(a, b)| a < b);
+    Ok(Shebang { interp, arg })
 }
 
 #[cfg(test)]
@@ -87,10 +88,17 @@ mod tests {
             ("/usr/bin/env".into(), Some("python3 -u".into()))
         );
         assert_eq!(words(b"#!/bin/bash"), ("/bin/bash".into(), None));
+        // The kernel keeps a carriage return, and ends the line at a NUL.
         assert_eq!(
             words(b"#!/bin/sh -e\r\n"),
-            ("/bin/sh".into(), Some("-e".into()))
+            ("/bin/sh".into(), Some("-e\r".into()))
         );
+        assert_eq!(words(b"#!/bin/echo\0junk\n"), ("/bin/echo".into(), None));
+        assert_eq!(
+            words(b"#!/bin/echo a\0b\n"),
+            ("/bin/echo".into(), Some("a".into()))
+        );
+        assert_eq!(words(b"#!/bin/sh\t\t\n"), ("/bin/sh".into(), None));
     }
 
     #[test]

@@ -32,85 +32,110 @@ pub fn main(boot: &mut Boot) -> ! {
     };
     let entry = boot.aux(AT_ENTRY).unwrap_or(0);
 
-    // The program, as the kernel mapped it. /proc/self/exe is the program
-    // in this mode.
+    // The program, as the kernel mapped it; /proc/self/exe is the program
+    // in this mode. A program hugeload may not read (execute-only) still
+    // runs, on 4 KiB pages, with the standard interpreter.
     let exe = CPath::from_parts(&[b"/proc/self/exe"]).unwrap_or_else(CPath::new);
-    let program = OpenFile::open(&exe)
-        .and_then(|f| {
-            let head = Head::read(&f)?;
-            ElfFile::parse(f, &head)
-        })
-        .unwrap_or_else(|e| diag::fail(b"/proc/self/exe", e));
-    let image = &program.image;
-    let bias = entry.wrapping_sub(image.e_entry);
-    let consistent = boot.aux(AT_PHNUM) == Some(image.e_phnum as u64)
-        && boot.aux(AT_PHDR) == Some(bias.wrapping_add(image.phdr_vaddr));
+    let program = OpenFile::open(&exe).and_then(|f| {
+        let head = Head::read(&f).inspect_err(|_| f.close())?;
+        ElfFile::parse(f, &head)
+    });
+    let program = match program {
+        Ok(p) => Some(p),
+        Err(e) => {
+            report.say(|l| {
+                l.str("cannot read the program (/proc/self/exe: ")
+                    .str(e.message())
+                    .str("): left on 4 KiB pages");
+            });
+            None
+        }
+    };
     let mut exe_name = [0u8; 256];
     let exe_name = read_link(b"/proc/self/exe", &mut exe_name).unwrap_or(b"program");
 
+    // The real interpreter, or none for a static program, checked before
+    // anything changes.
+    let interp_path = match &program {
+        Some(p) => chain::real_interp(boot, p),
+        None => chain::default_interp(boot),
+    };
+    let interp = interp_path.map(|path| {
+        let ipath = CPath::from_parts(&[path])
+            .unwrap_or_else(|| diag::fail(path, LoadError::BadInterpPath));
+        OpenFile::open(&ipath)
+            .and_then(|f| {
+                let head = Head::read(&f).inspect_err(|_| f.close())?;
+                ElfFile::parse(f, &head)
+            })
+            .unwrap_or_else(|e| diag::fail(path, e))
+    });
+
+    // The program's text onto huge pages, if the program in memory is the
+    // one in the file.
     let mut huge = map::Placed::new();
-    if settings.backend != Backend::Off && consistent {
-        let loaded = map::remap_in_place(&program.file, image, bias, exe_name, &settings);
-        report::report_program(
-            &report,
-            exe_name,
-            image,
-            &loaded,
-            Some(b"(hugeload as PT_INTERP)"),
-            &settings,
-        );
-        huge = loaded.huge_ranges();
-        map::keep_hugetlb_in_core_dumps(&loaded, &report);
-        if settings.perf_map {
-            perfmap::write(&program.file, bias, &huge, exe_name, &report);
+    let mut program_bias = None;
+    if let Some(program) = &program {
+        let image = &program.image;
+        let bias = entry.wrapping_sub(image.e_entry);
+        let consistent = image.phdr_vaddr != 0
+            && boot.aux(AT_PHNUM) == Some(image.e_phnum as u64)
+            && boot.aux(AT_PHDR) == Some(bias.wrapping_add(image.phdr_vaddr));
+        if !consistent {
+            report.say(|l| {
+                l.str("the program in memory does not match /proc/self/exe: left on 4 KiB pages");
+            });
+        } else {
+            program_bias = Some(bias);
+            if settings.backend != Backend::Off {
+                let loaded = map::remap_in_place(&program.file, image, bias, exe_name, &settings);
+                report::report_program(
+                    &report,
+                    exe_name,
+                    image,
+                    &loaded,
+                    Some(b"(hugeload as PT_INTERP)"),
+                    &settings,
+                );
+                huge = loaded.huge_ranges();
+                map::keep_hugetlb_in_core_dumps(&loaded, &report);
+                if settings.perf_map {
+                    perfmap::write(&program.file, bias, &huge, exe_name, &report);
+                }
+            }
         }
-    } else if !consistent {
-        report.say(|l| {
-            l.str("the program in memory does not match /proc/self/exe: left on 4 KiB pages");
-        });
     }
 
-    // The real interpreter, or none for a static program.
-    let Some(interp_path) = chain::real_interp(boot, &program) else {
-        program.file.close();
-        boot.set_aux(AT_BASE, 0);
-        save_auxv(boot, &report);
-        // SAFETY: the kernel's stack, unchanged but for AT_BASE, and the
-        // program's entry point, mapped by the kernel.
-        unsafe { arch::enter(entry as usize, boot.sp, start::work_stack()) }
+    let entry = match (&interp, interp_path) {
+        (Some(interp), Some(path)) => {
+            let loaded: Loaded = map::load_plain(&interp.file, &interp.image)
+                .unwrap_or_else(|e| diag::fail(path, e));
+            report.say(|l| {
+                l.str("interpreter ")
+                    .bytes(path)
+                    .str(" at 0x")
+                    .hex(loaded.bias + interp.image.lo(), 0);
+            });
+            boot.set_aux(AT_BASE, loaded.bias);
+            if let (Some(program), Some(bias)) = (&program, program_bias) {
+                name_real_interp(boot, &program.image, bias, path, &huge, &report);
+            }
+            interp.file.close();
+            loaded.entry(&interp.image)
+        }
+        _ => {
+            boot.set_aux(AT_BASE, 0);
+            entry
+        }
     };
-    let ipath = CPath::from_parts(&[interp_path])
-        .unwrap_or_else(|| diag::fail(interp_path, LoadError::BadInterpPath));
-    let interp = OpenFile::open(&ipath)
-        .and_then(|f| {
-            let head = Head::read(&f)?;
-            ElfFile::parse(f, &head)
-        })
-        .unwrap_or_else(|e| diag::fail(interp_path, e));
-    let loaded: Loaded =
-        map::load_plain(&interp.file, &interp.image).unwrap_or_else(|e| diag::fail(interp_path, e));
-    report.say(|l| {
-        l.str("interpreter ")
-            .bytes(interp_path)
-            .str(" at 0x")
-            .hex(loaded.bias + interp.image.lo(), 0);
-    });
-    boot.set_aux(AT_BASE, loaded.bias);
-    if consistent {
-        name_real_interp(boot, image, bias, interp_path, &huge, &report);
-    }
     save_auxv(boot, &report);
-    program.file.close();
-    interp.file.close();
-    // SAFETY: the interpreter's entry point was just mapped executable; the
-    // stack is the kernel's, complete, with AT_BASE naming the interpreter.
-    unsafe {
-        arch::enter(
-            loaded.entry(&interp.image) as usize,
-            boot.sp,
-            start::work_stack(),
-        )
+    if let Some(program) = &program {
+        program.file.close();
     }
+    // SAFETY: the entry point (the interpreter's, just mapped executable, or
+    // a static program's, mapped by the kernel); the stack is the kernel's,
+    // complete, with AT_BASE naming the interpreter or 0.
+    unsafe { arch::enter(entry as usize, boot.sp, start::work_stack()) }
 }
 
 /// The target of symbolic link `path`.

@@ -394,7 +394,7 @@ fn set_process_view(
 ) {
     let [start_code, end_code, start_data, end_data] = plan::code_and_data(image, loaded.bias);
     let mut brk = page_up(loaded.end().max(loaded.bias + image.hi()));
-    if sys::personality() & 0x0040000 == 0 {
+    if map::randomizes() {
         brk += (sys::random_u64() % (arch::BRK_RANDOM_RANGE / PAGE)) * PAGE;
     }
     let (env_start, env_end) = boot

@@ -9,7 +9,7 @@ use super::arch;
 use super::diag::Report;
 use super::file::OpenFile;
 use super::sys::{self, CPath, EEXIST, ENOMEM, Errno};
-use hugeload::elf::{Image, PAGE};
+use hugeload::elf::{Image, PAGE, USER_TOP};
 use hugeload::error::LoadError;
 use hugeload::options::{Backend, Settings};
 use hugeload::plan::{self, HUGE, Mapping, Plan, Range, Ranges, Source, huge_down};
@@ -22,7 +22,8 @@ use linux_raw_sys::general::{
 const ADDR_NO_RANDOMIZE: u32 = 0x0040000;
 const PR_GET_THP_DISABLE: u32 = 42;
 
-fn prot_of(flags: u32) -> u32 {
+/// The mmap protection of a segment's `PF_*` flags.
+pub fn prot_of(flags: u32) -> u32 {
     use goblin::elf::program_header::{PF_R, PF_W, PF_X};
     let mut prot = PROT_NONE;
     if flags & PF_R != 0 {
@@ -83,6 +84,20 @@ pub type Outcomes = heapless::Vec<Outcome, { plan::MAX_PIECES }>;
 /// Ranges on huge pages, adjacent pieces merged.
 pub type Placed = heapless::Vec<Range, { plan::MAX_PIECES }>;
 
+/// The image whose huge ranges are being placed, and where their bytes
+/// come from.
+struct Target<'a> {
+    file: &'a OpenFile,
+    image: &'a Image,
+    bias: u64,
+    /// For naming memfds.
+    name: &'a [u8],
+    /// PT_INTERP mode: the kernel's mapping of the image is in place, so
+    /// the bytes are copied from it rather than read from the file (what
+    /// a debugger already changed there, a breakpoint, is kept).
+    in_place: bool,
+}
+
 /// A loaded image.
 pub struct Loaded {
     pub bias: u64,
@@ -123,7 +138,8 @@ fn refuses_exec_gain() -> bool {
     sys::prctl(PR_GET_MDWE, 0, 0, 0, 0).unwrap_or(0) & 1 != 0
 }
 
-fn randomizes() -> bool {
+/// Whether address-space randomization is on (not `setarch -R`).
+pub fn randomizes() -> bool {
     sys::personality() & ADDR_NO_RANDOMIZE == 0
 }
 
@@ -166,10 +182,23 @@ fn keep_only(raw: u64, raw_len: u64, start: u64, len: u64) {
     }
 }
 
-/// Picks a PIE's bias: congruent to `phase` modulo 2 MiB, in the range the
-/// kernel would use (`ELF_ET_DYN_BASE` plus its random offset, so `brk` can
-/// follow the image as after a direct exec), with the reservation of
-/// `reserve` (relative to the bias) made.
+/// The bias that puts the reservation's start (`rel_start` from the bias,
+/// which may be negative) at or just above `target`, congruent to `phase`
+/// modulo 2 MiB; `None` if no such bias keeps the whole reservation of
+/// `len` bytes inside the user address space with a bias of 0 or more.
+fn bias_near(target: u64, rel_start: i64, len: u64, phase: u64) -> Option<u64> {
+    let raw = (target as i128 - rel_start as i128).max(0) as u64;
+    let bias = huge_down(raw) + phase;
+    let bias = if bias < raw { bias + HUGE } else { bias };
+    let start = bias as i128 + rel_start as i128;
+    let fits = start >= 0x10000 && start + len as i128 <= USER_TOP as i128;
+    fits.then_some(bias)
+}
+
+/// Picks a PIE's bias: congruent to `phase` modulo 2 MiB, with the image
+/// where the kernel would put it (`ELF_ET_DYN_BASE` plus its random offset,
+/// so `brk` can follow the image as after a direct exec), and reserves the
+/// `len` bytes that start `rel_start` from the bias.
 fn place_pie(rel_start: i64, len: u64, phase: u64) -> Result<u64, LoadError> {
     let randomize = randomizes();
     for _ in 0..8 {
@@ -178,10 +207,11 @@ fn place_pie(rel_start: i64, len: u64, phase: u64) -> Result<u64, LoadError> {
         } else {
             0
         };
-        let bias = huge_down(arch::PIE_BASE + offset) + phase;
-        let start = bias.wrapping_add(rel_start as u64);
-        if reserve_at(start, len).is_ok() {
-            return Ok(bias);
+        if let Some(bias) = bias_near(arch::PIE_BASE + offset, rel_start, len, phase) {
+            let start = (bias as i128 + rel_start as i128) as u64;
+            if reserve_at(start, len).is_ok() {
+                return Ok(bias);
+            }
         }
         if !randomize {
             break;
@@ -200,11 +230,18 @@ fn place_pie(rel_start: i64, len: u64, phase: u64) -> Result<u64, LoadError> {
         )
     }
     .map_err(|e| LoadError::Os(e.0))? as u64;
-    let first_bias = addr.wrapping_sub(rel_start as u64);
-    let bias = huge_down(first_bias) + phase;
-    let bias = if bias < first_bias { bias + HUGE } else { bias };
-    keep_only(addr, len + HUGE, bias.wrapping_add(rel_start as u64), len);
-    Ok(bias)
+    match bias_near(addr, rel_start, len, phase) {
+        Some(bias) if (bias as i128 + rel_start as i128) < (addr + HUGE) as i128 => {
+            let start = (bias as i128 + rel_start as i128) as u64;
+            keep_only(addr, len + HUGE, start, len);
+            Ok(bias)
+        }
+        _ => {
+            // SAFETY: the mapping just made, unused.
+            let _ = unsafe { sys::munmap(addr as usize, (len + HUGE) as usize) };
+            Err(LoadError::ImageTooLarge)
+        }
+    }
 }
 
 /// Reserves and maps the program `image` with its text on huge pages as
@@ -234,14 +271,21 @@ pub fn load_program(
     };
     let mut outcomes = Outcomes::new();
     if settings.backend != Backend::Off {
-        outcomes = place_ranges(file, image, plan.bias, &plan.huge, name, settings.backend);
+        let target = Target {
+            file,
+            image,
+            bias: plan.bias,
+            name,
+            in_place: false,
+        };
+        outcomes = place_ranges(&target, &plan.huge, settings.backend);
     }
     let loaded = Loaded {
         bias: plan.bias,
         plan,
         outcomes,
     };
-    map_ordinary(file, image, loaded.bias, &loaded.huge_ranges())?;
+    map_ordinary(file, image, loaded.bias, Range::ALL, &loaded.huge_ranges())?;
     Ok(loaded)
 }
 
@@ -258,7 +302,14 @@ pub fn remap_in_place(
 ) -> Loaded {
     let window = Range::new(bias + image.lo(), bias + image.hi());
     let plan = plan::plan(image, bias, settings.strategy, window);
-    let outcomes = place_ranges(file, image, bias, &plan.huge, name, settings.backend);
+    let target = Target {
+        file,
+        image,
+        bias,
+        name,
+        in_place: true,
+    };
+    let outcomes = place_ranges(&target, &plan.huge, settings.backend);
     Loaded {
         bias,
         plan,
@@ -295,7 +346,7 @@ pub fn load_plain(file: &OpenFile, image: &Image) -> Result<Loaded, LoadError> {
         huge: Ranges::new(),
         reserve: Range::new(bias + image.lo(), bias + image.hi()),
     };
-    map_ordinary(file, image, bias, &[])?;
+    map_ordinary(file, image, bias, Range::ALL, &[])?;
     Ok(Loaded {
         bias,
         plan,
@@ -303,14 +354,17 @@ pub fn load_plain(file: &OpenFile, image: &Image) -> Result<Loaded, LoadError> {
     })
 }
 
+/// Maps the image's pages inside `window` and outside `exclude` from the
+/// file, as the kernel would.
 fn map_ordinary(
     file: &OpenFile,
     image: &Image,
     bias: u64,
+    window: Range,
     exclude: &[Range],
 ) -> Result<(), LoadError> {
     let mut result = Ok(());
-    plan::ordinary_mappings(image, bias, Range::ALL, exclude, |m| {
+    plan::ordinary_mappings(image, bias, window, exclude, |m| {
         if result.is_ok() {
             result = map_one(file, &m);
         }
@@ -345,21 +399,23 @@ fn map_one(file: &OpenFile, m: &Mapping) -> Result<(), LoadError> {
 /// Puts the planned huge ranges on huge pages, piece by piece (at most
 /// [`plan::PIECE`] bytes each, or what the hugetlb pool has left), each
 /// piece on the first backend that can take it, or on ordinary pages.
-fn place_ranges(
-    file: &OpenFile,
-    image: &Image,
-    bias: u64,
-    huge: &[Range],
-    name: &[u8],
-    backend: Backend,
-) -> Outcomes {
+fn place_ranges(t: &Target, huge: &[Range], backend: Backend) -> Outcomes {
     let thp_disabled = sys::prctl(PR_GET_THP_DISABLE, 0, 0, 0, 0).unwrap_or(0) == 1;
+    // A debugger cannot write breakpoints into hugetlb code (a shared
+    // mapping), so a traced process prefers THP.
+    let order: &[HugeKind] = match backend {
+        Backend::Hugetlb => &[HugeKind::Hugetlb],
+        Backend::Thp => &[HugeKind::Thp],
+        Backend::Auto if is_traced() => &[HugeKind::Thp, HugeKind::Hugetlb],
+        Backend::Auto => &[HugeKind::Hugetlb, HugeKind::Thp],
+        Backend::Off => &[],
+    };
     let mut outcomes = Outcomes::new();
     for r in huge {
         let mut start = r.start;
         while start < r.end {
             let piece = Range::new(start, (start + plan::PIECE).min(r.end));
-            let outcome = map_huge(file, image, bias, piece, name, backend, thp_disabled);
+            let outcome = map_huge(t, piece, order, thp_disabled);
             start = outcome.range.end;
             let _ = outcomes.push(outcome);
         }
@@ -387,83 +443,109 @@ fn hugetlb_free_pages() -> u64 {
 /// When the hugetlb pool has fewer free pages than the range needs, the
 /// outcome covers only the part the pool could take: the caller places
 /// the rest next.
-fn map_huge(
-    file: &OpenFile,
-    image: &Image,
-    bias: u64,
-    range: Range,
-    name: &[u8],
-    backend: Backend,
-    thp_disabled: bool,
-) -> Outcome {
+fn map_huge(t: &Target, range: Range, order: &[HugeKind], thp_disabled: bool) -> Outcome {
     let mut outcome = Outcome {
         range,
         kind: None,
         hugetlb: None,
         thp: None,
     };
-    if matches!(backend, Backend::Auto | Backend::Hugetlb) {
-        match place_hugetlb(file, image, bias, range, name) {
-            Ok(()) => {
-                outcome.kind = Some(HugeKind::Hugetlb);
-                return outcome;
-            }
-            Err(c) => {
-                let free = hugetlb_free_pages();
-                if c.errno == Some(ENOMEM) && free > 0 && free < range.len() / HUGE {
-                    let part = Range::new(range.start, range.start + free * HUGE);
-                    if place_hugetlb(file, image, bias, part, name).is_ok() {
-                        outcome.range = part;
-                        outcome.kind = Some(HugeKind::Hugetlb);
-                        return outcome;
-                    }
-                }
-                outcome.hugetlb = Some(Cause {
-                    pool_free: Some(free),
-                    ..c
-                });
-            }
-        }
-    }
-    if matches!(backend, Backend::Auto | Backend::Thp) {
-        let result = if thp_disabled {
-            Err(Cause {
-                step: "disabled for this process (PR_SET_THP_DISABLE)",
-                errno: None,
-                pool_free: None,
-            })
-        } else if refuses_exec_gain() {
-            Err(Cause {
-                step: "needs an mprotect that adds exec, which MDWE (PR_SET_MDWE) refuses",
-                errno: None,
-                pool_free: None,
-            })
-        } else {
-            place_thp(file, image, bias, range)
+    for &kind in order {
+        let placed = match kind {
+            HugeKind::Hugetlb => try_hugetlb(t, range).map_err(|c| outcome.hugetlb = Some(c)),
+            HugeKind::Thp => try_thp(t, range, thp_disabled).map_err(|c| outcome.thp = Some(c)),
         };
-        match result {
-            Ok(()) => {
-                outcome.kind = Some(HugeKind::Thp);
-                return outcome;
-            }
-            Err(c) => outcome.thp = Some(c),
+        if let Ok(placed) = placed {
+            outcome.range = placed;
+            outcome.kind = Some(kind);
+            return outcome;
         }
     }
     outcome
 }
 
-/// Copies the file bytes of `range` into memory at `dest` (the range's
-/// temporary home).
-fn fill(file: &OpenFile, image: &Image, bias: u64, range: Range, dest: u64) -> Result<(), Cause> {
+/// hugetlb for `range`, or for as much of its start as the pool has pages
+/// for; returns what was placed.
+fn try_hugetlb(t: &Target, range: Range) -> Result<Range, Cause> {
+    let c = match place_hugetlb(t, range) {
+        Ok(()) => return Ok(range),
+        Err(c) => c,
+    };
+    let free = hugetlb_free_pages();
+    if c.errno == Some(ENOMEM) && free > 0 && free < range.len() / HUGE {
+        let part = Range::new(range.start, range.start + free * HUGE);
+        if place_hugetlb(t, part).is_ok() {
+            return Ok(part);
+        }
+    }
+    Err(Cause {
+        pool_free: Some(free),
+        ..c
+    })
+}
+
+fn try_thp(t: &Target, range: Range, thp_disabled: bool) -> Result<Range, Cause> {
+    let refused = |step| Cause {
+        step,
+        errno: None,
+        pool_free: None,
+    };
+    if thp_disabled {
+        return Err(refused("disabled for this process (PR_SET_THP_DISABLE)"));
+    }
+    if refuses_exec_gain() {
+        return Err(refused(
+            "needs an mprotect that adds exec, which MDWE (PR_SET_MDWE) refuses",
+        ));
+    }
+    place_thp(t, range).map(|()| range)
+}
+
+/// Whether a debugger traces this process (TracerPid in /proc/self/status).
+fn is_traced() -> bool {
+    let mut buf = [0u8; 4096];
+    let Some(path) = CPath::from_parts(&[b"/proc/self/status"]) else {
+        return false;
+    };
+    let Ok(fd) = sys::open(&path, O_RDONLY | O_CLOEXEC) else {
+        return false;
+    };
+    let n = sys::read(fd, &mut buf).unwrap_or(0);
+    sys::close(fd);
+    buf[..n]
+        .split(|&b| b == b'\n')
+        .find_map(|l| l.strip_prefix(b"TracerPid:"))
+        .is_some_and(|v| v.iter().any(|&b| (b'1'..=b'9').contains(&b)))
+}
+
+/// Copies the bytes of `range` into memory at `dest` (the range's
+/// temporary home): from the file, or in PT_INTERP mode from the kernel's
+/// mapping of readable segments.
+fn fill(t: &Target, range: Range, dest: u64) -> Result<(), Cause> {
     let mut result = Ok(());
-    plan::fills(image, bias, range, file.size, |f| {
+    plan::fills(t.image, t.bias, range, t.file.size, |f| {
         if result.is_err() {
             return;
         }
         let at = dest + (f.dest - range.start);
+        let readable = t.image.loads.iter().any(|s| {
+            s.is_read()
+                && t.bias + s.page_start() <= f.dest
+                && f.dest + f.len <= t.bias + s.file_page_end()
+        });
+        if t.in_place && readable {
+            // SAFETY: the source is the kernel's readable mapping of these
+            // file pages (their file bytes exist: the file was checked to
+            // hold them, and a running program's file cannot be changed);
+            // the destination is the temporary mapping made for this range.
+            unsafe {
+                core::ptr::copy_nonoverlapping(f.dest as *const u8, at as *mut u8, f.len as usize)
+            };
+            return;
+        }
         // SAFETY: `[at, at + len)` lies in the writable temporary mapping
         // made for this range, which nothing else uses.
-        match unsafe { sys::pread_into(file.fd, at as usize, f.len as usize, f.offset) } {
+        match unsafe { sys::pread_into(t.file.fd, at as usize, f.len as usize, f.offset) } {
             Ok(n) if n as u64 == f.len => {}
             Ok(_) => result = Err(cause("read: file shrank", sys::EIO)),
             Err(e) => result = Err(cause("read", e)),
@@ -477,7 +559,7 @@ fn fill(file: &OpenFile, image: &Image, bias: u64, range: Range, dest: u64) -> R
 /// that the kernel reports an executable mapping at its final address
 /// (perf and other profilers see it there). If that last step fails, the
 /// range gets its ordinary file mappings back at once.
-fn place_thp(file: &OpenFile, image: &Image, bias: u64, range: Range) -> Result<(), Cause> {
+fn place_thp(t: &Target, range: Range) -> Result<(), Cause> {
     let len = range.len();
     // SAFETY: a fresh mapping at an address the kernel chooses.
     let raw = unsafe {
@@ -500,20 +582,23 @@ fn place_thp(file: &OpenFile, image: &Image, bias: u64, range: Range) -> Result<
     };
     sys::madvise(tmp as usize, len as usize, MADV_HUGEPAGE)
         .map_err(|e| discard(cause("madvise(MADV_HUGEPAGE)", e)))?;
-    fill(file, image, bias, range, tmp).map_err(discard)?;
+    fill(t, range, tmp).map_err(discard)?;
     sys::madvise(tmp as usize, len as usize, MADV_COLLAPSE)
         .map_err(|e| discard(cause("madvise(MADV_COLLAPSE)", e)))?;
     // SAFETY: the destination lies in this image's reservation (launcher)
     // or is the kernel's mapping of the same bytes (PT_INTERP); nothing
     // runs from it before the program starts.
-    unsafe { sys::mremap_fixed(tmp as usize, len as usize, range.start as usize) }
-        .map_err(|e| discard(cause("mremap", e)))?;
+    if let Err(e) = unsafe { sys::mremap_fixed(tmp as usize, len as usize, range.start as usize) } {
+        // mremap unmaps the destination before it moves: put it back.
+        let _ = restore(t, range);
+        return Err(discard(cause("mremap", e)));
+    }
     // SAFETY: the range is ours; it goes from RW to RX, never both
     // writable and executable.
     if let Err(e) =
         unsafe { sys::mprotect(range.start as usize, len as usize, PROT_READ | PROT_EXEC) }
     {
-        let restored = map_ordinary_within(file, image, bias, range);
+        let restored = restore(t, range);
         let step = if restored.is_ok() {
             "mprotect(PROT_READ|PROT_EXEC) refused (MDWE or an LSM)"
         } else {
@@ -524,33 +609,33 @@ fn place_thp(file: &OpenFile, image: &Image, bias: u64, range: Range) -> Result<
     Ok(())
 }
 
-/// Maps `range` of the image from the file, as the kernel would.
-fn map_ordinary_within(
-    file: &OpenFile,
-    image: &Image,
-    bias: u64,
-    range: Range,
-) -> Result<(), LoadError> {
-    let mut result = Ok(());
-    plan::ordinary_mappings(image, bias, range, &[], |m| {
-        if result.is_ok() {
-            result = map_one(file, &m);
-        }
-    });
-    result
+/// Puts `range` back as the kernel would have it, after a step that may
+/// have replaced it failed: first an inaccessible reservation over all of
+/// it (the gaps between segments stay unusable, never writable), then the
+/// segments' ordinary mappings.
+fn restore(t: &Target, range: Range) -> Result<(), LoadError> {
+    // SAFETY: the range belongs to this image (reservation or the kernel's
+    // mapping of it), and nothing runs from it yet.
+    unsafe {
+        sys::mmap(
+            range.start as usize,
+            range.len() as usize,
+            PROT_NONE,
+            MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
+            -1,
+            0,
+        )
+    }
+    .map_err(|e| LoadError::Os(e.0))?;
+    map_ordinary(t.file, t.image, t.bias, range, &[])
 }
 
 /// hugetlb: a memfd of 2 MiB pages (reserved when first mapped, so an empty
 /// pool fails here and never with SIGBUS later), filled through a writable
 /// view, then mapped read+exec over the reservation. No mprotect ever adds
 /// exec, so this also works under MDWE.
-fn place_hugetlb(
-    file: &OpenFile,
-    image: &Image,
-    bias: u64,
-    range: Range,
-    name: &[u8],
-) -> Result<(), Cause> {
+fn place_hugetlb(t: &Target, range: Range) -> Result<(), Cause> {
+    let name = t.name;
     let len = range.len();
     let mut label = [0u8; 64];
     let base = name.rsplit(|&b| b == b'/').next().unwrap_or(name);
@@ -565,7 +650,7 @@ fn place_hugetlb(
         // SAFETY: a fresh shared mapping of our own memfd.
         let view = unsafe { sys::mmap(0, len as usize, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0) }
             .map_err(|e| cause("mmap", e))? as u64;
-        let filled = fill(file, image, bias, range, view);
+        let filled = fill(t, range, view);
         // SAFETY: the writable view is ours and no longer used.
         let _ = unsafe { sys::munmap(view as usize, len as usize) };
         filled?;
@@ -580,7 +665,11 @@ fn place_hugetlb(
                 0,
             )
         }
-        .map_err(|e| cause("mmap(PROT_READ|PROT_EXEC)", e))?;
+        .map_err(|e| {
+            // A failed MAP_FIXED may already have removed what was there.
+            let _ = restore(t, range);
+            cause("mmap(PROT_READ|PROT_EXEC)", e)
+        })?;
         Ok(())
     })();
     sys::close(fd);

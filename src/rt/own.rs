@@ -46,18 +46,7 @@ pub fn detach_from_file() -> Result<(), Errno> {
         }
         let start = base + page_down(ph.p_vaddr) as usize;
         let end = base + page_up(ph.p_vaddr + ph.p_memsz) as usize;
-        let prot = {
-            use goblin::elf::program_header::{PF_R, PF_W, PF_X};
-            use linux_raw_sys::general::PROT_EXEC;
-            (if ph.p_flags & PF_R != 0 { PROT_READ } else { 0 })
-                | (if ph.p_flags & PF_W != 0 {
-                    PROT_WRITE
-                } else {
-                    0
-                })
-                | (if ph.p_flags & PF_X != 0 { PROT_EXEC } else { 0 })
-        };
-        swap_for_copy(start, end - start, prot)?;
+        swap_for_copy(start, end - start, super::map::prot_of(ph.p_flags))?;
     }
     Ok(())
 }

@@ -110,7 +110,7 @@ pub fn report_program(
                 l.str(": edges share 2 MiB pages with ");
                 l.str(match settings.strategy {
                     plan::Strategy::Conservative => "other segments or unaligned space",
-                    plan::Strategy::Aggressive => "writable data",
+                    plan::Strategy::Aggressive => "writable data, or lie outside the image",
                 });
             }
         });

@@ -89,6 +89,7 @@ def files():
     yield "segment-offset-overflow", with_loads(data=dict(DATA, offset=(1 << 64) - PAGE))
     yield "loads-overlap", with_loads(data=dict(DATA, vaddr=BASE + PAGE + 0x800, offset=PAGE + 0x800))
     yield "loads-unsorted", image(ehdr(), [phdr(**DATA), phdr(**TEXT)])
+    yield "bss-only-unaligned", with_loads(extra=[phdr(flags=6, offset=0x10, vaddr=BASE + 3 * PAGE + 0x10, filesz=0, memsz=3 * PAGE)])
     yield "segment-zero-sized", with_loads(extra=[phdr(flags=4, offset=0, vaddr=BASE + 8 * PAGE, filesz=0, memsz=0)])
     yield "segment-gigantic", with_loads(data=dict(DATA, memsz=1 << 46))
     yield "segment-beyond-address-space", with_loads(data=dict(DATA, vaddr=(1 << 64) - PAGE, memsz=2 * PAGE))
