@@ -2308,3 +2308,66 @@ fn gdb_breakpoints_pt_interp_pie() {
 fn gdb_breakpoints_pt_interp_nopie() {
     gdb_pt_interp("nopie");
 }
+
+/// A breakpoint set before `run` in code that hugeload then moves onto huge
+/// pages (`hl_hot_spin` sits in the middle of 6 MiB of text) still stops
+/// the program: in PT_INTERP mode the huge-page copy is made from the
+/// kernel's mapping, where gdb wrote the breakpoint, and a traced process
+/// gets THP (a debugger cannot write into hugetlb code).
+#[test]
+fn gdb_breakpoint_in_huge_text_pt_interp() {
+    or_skip!(need_tool("gdb"));
+    let prog = or_skip!(modes("pie"));
+    let pair = or_skip!(make_pair("gdb-huge", &prog));
+    let name = format!("./{}", pair.name);
+    let g = gdb(
+        &[
+            "-ex",
+            "break hl_hot_spin",
+            "-ex",
+            "run",
+            "-ex",
+            "bt",
+            "-ex",
+            "continue",
+            "--args",
+            &name,
+            "spin",
+            "1",
+        ],
+        |c| {
+            c.current_dir(&pair.patched_dir);
+            c.env("HUGELOAD_VERBOSE", "1");
+        },
+    );
+    let (out, err) = (g.stdout_str(), g.stderr_str());
+    let ctx = format!("gdb --args {name} spin 1\nstdout:\n{out}\nstderr:\n{err}");
+    let hot = value(&out, "hot")
+        .and_then(|v| u64::from_str_radix(v.trim_start_matches("0x"), 16).ok())
+        .unwrap_or_else(|| panic!("{ctx}\nno hot= line"));
+    let ranges: Vec<(u64, u64, String)> = err
+        .lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix("hugeload: huge ")?;
+            let (range, tail) = rest.split_once(' ')?;
+            let (a, b) = range.split_once('-')?;
+            let kind = tail.split_whitespace().nth(3)?.to_string();
+            Some((
+                u64::from_str_radix(a, 16).ok()?,
+                u64::from_str_radix(b, 16).ok()?,
+                kind,
+            ))
+        })
+        .collect();
+    let holder = ranges.iter().find(|(a, b, _)| *a <= hot && hot < *b);
+    let (_, _, kind) = holder.unwrap_or_else(|| panic!("{ctx}\nhl_hot_spin is not on a huge page"));
+    assert_eq!(kind, "thp", "{ctx}\na traced process should get THP");
+    assert!(
+        out.contains("Breakpoint 1, ") && out.contains("hl_hot_spin"),
+        "{ctx}\nno stop"
+    );
+    assert!(
+        !err.contains("Cannot remove breakpoints") && !err.contains("Cannot insert breakpoint"),
+        "{ctx}\ngdb could not write its breakpoint"
+    );
+}

@@ -89,8 +89,9 @@ global_asm!(
     "    mov rsi, rcx",
     "    mov eax, 11", // SYS_munmap; a zero length just fails
     "    syscall",
-    "    mov r11, r12",
-    "    xor r12d, r12d",
+    // The entry address waits just below the stack pointer, so that every
+    // register can be cleared before the jump.
+    "    mov [rsp - 8], r12",
     "    xor eax, eax",
     "    xor ebx, ebx",
     "    xor ecx, ecx",
@@ -101,11 +102,12 @@ global_asm!(
     "    xor r8d, r8d",
     "    xor r9d, r9d",
     "    xor r10d, r10d",
+    "    xor r11d, r11d",
     "    xor r12d, r12d",
     "    xor r13d, r13d",
     "    xor r14d, r14d",
     "    xor r15d, r15d",
-    "    jmp r11",
+    "    jmp qword ptr [rsp - 8]",
     ".size hugeload_enter, . - hugeload_enter",
     "",
     // switch_stack(sp: rdi, f: rsi, arg: rdx) -> !
