@@ -92,10 +92,10 @@ struct Target<'a> {
     bias: u64,
     /// For naming memfds.
     name: &'a [u8],
-    /// PT_INTERP mode: the kernel's mapping of the image is in place, so
-    /// the bytes are copied from it rather than read from the file (what
-    /// a debugger already changed there, a breakpoint, is kept).
-    in_place: bool,
+    /// PT_INTERP mode under a debugger: the bytes are copied from the
+    /// kernel's mapping of the image rather than read from the file, so
+    /// what the debugger already changed there (a breakpoint) is kept.
+    copy_from_memory: bool,
 }
 
 /// A loaded image.
@@ -276,7 +276,7 @@ pub fn load_program(
             image,
             bias: plan.bias,
             name,
-            in_place: false,
+            copy_from_memory: false,
         };
         outcomes = place_ranges(&target, &plan.huge, settings.backend);
     }
@@ -307,7 +307,7 @@ pub fn remap_in_place(
         image,
         bias,
         name,
-        in_place: true,
+        copy_from_memory: is_traced(),
     };
     let outcomes = place_ranges(&target, &plan.huge, settings.backend);
     Loaded {
@@ -519,8 +519,8 @@ fn is_traced() -> bool {
 }
 
 /// Copies the bytes of `range` into memory at `dest` (the range's
-/// temporary home): from the file, or in PT_INTERP mode from the kernel's
-/// mapping of readable segments.
+/// temporary home): from the file, or, for a traced program in PT_INTERP
+/// mode, from the kernel's mapping of readable segments.
 fn fill(t: &Target, range: Range, dest: u64) -> Result<(), Cause> {
     let mut result = Ok(());
     plan::fills(t.image, t.bias, range, t.file.size, |f| {
@@ -533,7 +533,7 @@ fn fill(t: &Target, range: Range, dest: u64) -> Result<(), Cause> {
                 && t.bias + s.page_start() <= f.dest
                 && f.dest + f.len <= t.bias + s.file_page_end()
         });
-        if t.in_place && readable {
+        if t.copy_from_memory && readable {
             // SAFETY: the source is the kernel's readable mapping of these
             // file pages (their file bytes exist: the file was checked to
             // hold them, and a running program's file cannot be changed);
