@@ -2371,3 +2371,52 @@ fn gdb_breakpoint_in_huge_text_pt_interp() {
         "{ctx}\ngdb could not write its breakpoint"
     );
 }
+
+/// Without /proc (a chroot or a container that lacks it), a PT_INTERP
+/// program still finds its real interpreter (musl's here, from the
+/// program's DT_NEEDED read through the name it was run by) and gets its
+/// text on huge pages: same output as the unpatched program.
+#[test]
+fn pt_interp_without_proc() {
+    or_skip!(need_tool("unshare"));
+    or_skip!(need_root(
+        "mounting over /proc in a private mount namespace"
+    ));
+    for kind in ["musl", "pie"] {
+        let prog = or_skip!(modes(kind));
+        let pair = or_skip!(make_pair(&format!("noproc-{kind}"), &prog));
+        let plain = pair.plain_dir.join(&pair.name);
+        let script = format!(
+            "mount -t tmpfs none /proc && {} info; echo \"exit=$?\"",
+            sh_quote(&pair.patched.to_string_lossy())
+        );
+        let mut with = command("unshare");
+        with.args(["--mount", "--", "/bin/sh", "-c", &script]);
+        with.env("HUGELOAD_VERBOSE", "1");
+        let with = run(with);
+        let mut direct = command(&plain);
+        direct.arg("info");
+        let direct = run(direct);
+        let (out, err) = (with.stdout_str(), with.stderr_str());
+        let ctx = format!("{kind} without /proc\nstdout:\n{out}\nstderr:\n{err}");
+        let expected = format!("exit={}", direct.status.code().unwrap_or(-1));
+        assert!(out.contains(&expected), "{ctx}\nexpected {expected}");
+        assert!(
+            err.contains("hugeload: load "),
+            "{ctx}\nhugeload did not run"
+        );
+        assert!(
+            !err.contains("cannot read the program"),
+            "{ctx}\nprogram not found"
+        );
+        let wanted = if kind == "musl" {
+            "ld-musl"
+        } else {
+            "ld-linux"
+        };
+        assert!(
+            err.contains("interpreter /lib") && err.contains(wanted),
+            "{ctx}\nwrong interpreter"
+        );
+    }
+}

@@ -23,7 +23,7 @@ pub struct Boot {
 /// # Safety
 /// `addr` must point at a NUL-terminated string that lives for the rest of
 /// the process (the kernel's argument and environment strings do).
-unsafe fn cstr(addr: usize) -> &'static [u8] {
+pub unsafe fn cstr(addr: usize) -> &'static [u8] {
     let p = addr as *const u8;
     let mut len = 0;
     // SAFETY: the caller guarantees a terminated string.

@@ -10,7 +10,7 @@
 //! (`HUGELOAD_*`) configures it, except for secure-execution programs.
 
 use super::arch;
-use super::boot::Boot;
+use super::boot::{self, Boot};
 use super::chain;
 use super::diag::{self, Report};
 use super::file::{ElfFile, Head, OpenFile};
@@ -35,10 +35,27 @@ pub fn main(boot: &mut Boot) -> ! {
     // The program, as the kernel mapped it; /proc/self/exe is the program
     // in this mode. A program hugeload may not read (execute-only) still
     // runs, on 4 KiB pages, with the standard interpreter.
-    let exe = CPath::from_parts(&[b"/proc/self/exe"]).unwrap_or_else(CPath::new);
-    let program = OpenFile::open(&exe).and_then(|f| {
-        let head = Head::read(&f).inspect_err(|_| f.close())?;
-        ElfFile::parse(f, &head)
+    let open_program = |path: &[u8]| {
+        let path = CPath::from_parts(&[path]).ok_or(LoadError::Os(36))?;
+        OpenFile::open(&path).and_then(|f| {
+            let head = Head::read(&f).inspect_err(|_| f.close())?;
+            ElfFile::parse(f, &head)
+        })
+    };
+    // Without /proc (a chroot, say), the name the program was run by; never
+    // for a secure-execution program, whose caller chose that name and
+    // could swap the file. Either way the file must match what the kernel
+    // mapped (checked below) before anything is taken from it.
+    let program = open_program(b"/proc/self/exe").or_else(|e| {
+        let execfn = boot
+            .aux(linux_raw_sys::auxvec::AT_EXECFN)
+            .filter(|_| !launch::is_secure(boot));
+        match execfn {
+            // SAFETY: AT_EXECFN points at the kernel's copy of the path, a
+            // NUL-terminated string above the stack pointer.
+            Some(addr) => open_program(unsafe { boot::cstr(addr as usize) }),
+            None => Err(e),
+        }
     });
     let program = match program {
         Ok(p) => Some(p),
@@ -52,7 +69,13 @@ pub fn main(boot: &mut Boot) -> ! {
         }
     };
     let mut exe_name = [0u8; 256];
-    let exe_name = read_link(b"/proc/self/exe", &mut exe_name).unwrap_or(b"program");
+    let execfn = boot
+        .aux(linux_raw_sys::auxvec::AT_EXECFN)
+        // SAFETY: AT_EXECFN points at the kernel's copy of the path.
+        .map(|addr| unsafe { boot::cstr(addr as usize) });
+    let exe_name = read_link(b"/proc/self/exe", &mut exe_name)
+        .or(execfn)
+        .unwrap_or(b"program");
 
     // The real interpreter, or none for a static program, checked before
     // anything changes.
