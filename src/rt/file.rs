@@ -67,6 +67,16 @@ impl OpenFile {
     }
 }
 
+/// Device and inode of the running hugeload (`/proc/self/exe`, before
+/// anything changes that link), to recognise it.
+pub fn own_id() -> Option<(u64, u64)> {
+    let path = CPath::from_parts(&[b"/proc/self/exe"])?;
+    let fd = sys::open(&path, O_RDONLY | O_CLOEXEC).ok()?;
+    let st = sys::fstat(fd);
+    sys::close(fd);
+    st.ok().map(|st| (st.st_dev, st.st_ino))
+}
+
 /// The first bytes of a file: what the kernel looks at to pick a format.
 pub struct Head {
     pub bytes: [u8; BINPRM_BUF_SIZE],
@@ -94,6 +104,14 @@ pub struct ElfFile {
 }
 
 impl ElfFile {
+    /// Opens `path` for loading (see [`OpenFile::open`]) and validates it.
+    pub fn open(path: &[u8]) -> Result<ElfFile, LoadError> {
+        let path = CPath::from_parts(&[path]).ok_or(LoadError::Os(36))?;
+        let file = OpenFile::open(&path)?;
+        let head = Head::read(&file).inspect_err(|_| file.close())?;
+        ElfFile::parse(file, &head)
+    }
+
     /// Validates the ELF whose first bytes are `head`. Takes the file; it is
     /// closed on failure.
     pub fn parse(file: OpenFile, head: &Head) -> Result<ElfFile, LoadError> {

@@ -13,14 +13,13 @@ use super::arch;
 use super::boot::{self, Boot};
 use super::chain;
 use super::diag::{self, Report};
-use super::file::{ElfFile, Head, OpenFile};
+use super::file::ElfFile;
 use super::launch;
 use super::map::{self, Loaded};
 use super::start;
-use super::sys::{self, CPath};
+use super::sys;
 use super::{perfmap, report};
 use hugeload::elf::{Image, PAGE, PHDR_SIZE, page_down};
-use hugeload::error::LoadError;
 use hugeload::options::Backend;
 use hugeload::plan::Range;
 use linux_raw_sys::auxvec::{AT_BASE, AT_ENTRY, AT_PHDR, AT_PHNUM};
@@ -35,25 +34,18 @@ pub fn main(boot: &mut Boot) -> ! {
     // The program, as the kernel mapped it; /proc/self/exe is the program
     // in this mode. A program hugeload may not read (execute-only) still
     // runs, on 4 KiB pages, with the standard interpreter.
-    let open_program = |path: &[u8]| {
-        let path = CPath::from_parts(&[path]).ok_or(LoadError::Os(36))?;
-        OpenFile::open(&path).and_then(|f| {
-            let head = Head::read(&f).inspect_err(|_| f.close())?;
-            ElfFile::parse(f, &head)
-        })
-    };
     // Without /proc (a chroot, say), the name the program was run by; never
     // for a secure-execution program, whose caller chose that name and
     // could swap the file. Either way the file must match what the kernel
     // mapped (checked below) before anything is taken from it.
-    let program = open_program(b"/proc/self/exe").or_else(|e| {
+    let program = ElfFile::open(b"/proc/self/exe").or_else(|e| {
         let execfn = boot
             .aux(linux_raw_sys::auxvec::AT_EXECFN)
             .filter(|_| !launch::is_secure(boot));
         match execfn {
             // SAFETY: AT_EXECFN points at the kernel's copy of the path, a
             // NUL-terminated string above the stack pointer.
-            Some(addr) => open_program(unsafe { boot::cstr(addr as usize) }),
+            Some(addr) => ElfFile::open(unsafe { boot::cstr(addr as usize) }),
             None => Err(e),
         }
     });
@@ -83,16 +75,8 @@ pub fn main(boot: &mut Boot) -> ! {
         Some(p) => chain::real_interp(boot, p),
         None => chain::default_interp(boot),
     };
-    let interp = interp_path.map(|path| {
-        let ipath = CPath::from_parts(&[path])
-            .unwrap_or_else(|| diag::fail(path, LoadError::BadInterpPath));
-        OpenFile::open(&ipath)
-            .and_then(|f| {
-                let head = Head::read(&f).inspect_err(|_| f.close())?;
-                ElfFile::parse(f, &head)
-            })
-            .unwrap_or_else(|e| diag::fail(path, e))
-    });
+    let interp =
+        interp_path.map(|path| ElfFile::open(path).unwrap_or_else(|e| diag::fail(path, e)));
 
     // The program's text onto huge pages, if the program in memory is the
     // one in the file.
@@ -234,7 +218,7 @@ fn name_real_interp(
 /// /proc/self/stat and given unchanged.
 fn save_auxv(boot: &Boot, report: &Report) {
     let mut buf = [0u8; 2048];
-    let fields = read_stat(&mut buf).and_then(hugeload::procstat::parse);
+    let fields = sys::read_small(b"/proc/self/stat", &mut buf).and_then(hugeload::procstat::parse);
     let Some(f) = fields else { return };
     let brk = sys::brk_now();
     let (auxv, auxv_len) = boot.auxv_on_stack();
@@ -262,16 +246,4 @@ fn save_auxv(boot: &Boot, report: &Report) {
                 .str(")");
         });
     }
-}
-
-fn read_stat(buf: &mut [u8; 2048]) -> Option<&[u8]> {
-    let path = CPath::from_parts(&[b"/proc/self/stat"])?;
-    let fd = sys::open(
-        &path,
-        linux_raw_sys::general::O_RDONLY | linux_raw_sys::general::O_CLOEXEC,
-    )
-    .ok()?;
-    let n = sys::read(fd, &mut buf[..]);
-    sys::close(fd);
-    Some(&buf[..n.ok()?])
 }

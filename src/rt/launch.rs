@@ -6,7 +6,7 @@
 use super::arch;
 use super::boot::Boot;
 use super::diag::{self, Report};
-use super::file::{ElfFile, Head, OpenFile};
+use super::file::{self, ElfFile, Head, OpenFile};
 use super::map::{self, Loaded};
 use super::own;
 use super::start;
@@ -152,13 +152,15 @@ pub fn binfmt_main(boot: &Boot) -> ! {
     run(boot, &settings, &request)
 }
 
-/// Finds `name` as execvp does: as given if it holds a `/`, else in `PATH`.
-fn resolve(boot: &Boot, name: &[u8]) -> Result<CPath, LoadError> {
+/// Finds `name` as execvp does: as given if it holds a `/`, else in `PATH`;
+/// a file found in `PATH` comes back open, so it is not opened twice.
+fn resolve(boot: &Boot, name: &[u8]) -> Result<(CPath, Option<OpenFile>), LoadError> {
     if name.is_empty() {
         return Err(LoadError::Os(2));
     }
     if name.contains(&b'/') {
-        return CPath::from_parts(&[name]).ok_or(LoadError::Os(36));
+        let path = CPath::from_parts(&[name]).ok_or(LoadError::Os(36))?;
+        return Ok((path, None));
     }
     let default_path: &[u8] = b"/usr/local/bin:/usr/bin:/bin";
     let path = if is_secure(boot) {
@@ -173,10 +175,7 @@ fn resolve(boot: &Boot, name: &[u8]) -> Result<CPath, LoadError> {
             continue;
         };
         match OpenFile::open(&candidate) {
-            Ok(f) => {
-                f.close();
-                return Ok(candidate);
-            }
+            Ok(f) => return Ok((candidate, Some(f))),
             Err(LoadError::Os(13)) => denied = true,
             Err(_) => {}
         }
@@ -194,21 +193,25 @@ pub fn run(boot: &Boot, settings: &Settings, request: &Request) -> ! {
         on: settings.verbose,
     };
     let typed = request.typed;
-    let execfn = if request.search_path {
+    let (execfn, mut first) = if request.search_path {
         resolve(boot, typed).unwrap_or_else(|e| diag::fail(typed, e))
     } else {
-        CPath::from_parts(&[typed]).unwrap_or_else(|| diag::fail(typed, LoadError::Os(36)))
+        let path =
+            CPath::from_parts(&[typed]).unwrap_or_else(|| diag::fail(typed, LoadError::Os(36)));
+        (path, None)
     };
-    let mut execfd = request.execfd;
+    // The first file may already be open: found in PATH, or binfmt_misc's
+    // AT_EXECFD.
+    let mut first = first
+        .take()
+        .map(Ok)
+        .or(request.execfd.map(OpenFile::from_fd));
 
     // Follow #! lines to the ELF file that really runs.
     let mut levels: heapless::Vec<ScriptLevel, MAX_SCRIPT_DEPTH> = heapless::Vec::new();
     let mut path = CPath::from_parts(&[execfn.as_bytes()]).unwrap_or_else(CPath::new);
     let program = loop {
-        let file = match execfd.take() {
-            Some(fd) => OpenFile::from_fd(fd),
-            None => OpenFile::open(&path),
-        };
+        let file = first.take().unwrap_or_else(|| OpenFile::open(&path));
         // Errors name the file the user gave, and the interpreter when it
         // is an interpreter that failed.
         let fail = |e| -> ! {
@@ -249,30 +252,25 @@ pub fn run(boot: &Boot, settings: &Settings, request: &Request) -> ! {
     let interp_path = program
         .interp_path(&mut interp_buf)
         .unwrap_or_else(|e| fail_program(e));
-    // A program whose PT_INTERP is hugeload itself (patched for PT_INTERP
-    // mode) gets the real interpreter instead.
-    let interp_path = interp_path.and_then(|p| {
-        if is_hugeload(p) {
-            chain::real_interp(boot, &program)
-        } else {
-            Some(p)
-        }
-    });
-    let interp = interp_path.map(|p| {
-        let fail_interp = |e| -> ! { diag::fail_in(path.as_bytes(), p, e) };
-        let ipath =
-            CPath::from_parts(&[p]).unwrap_or_else(|| fail_interp(LoadError::BadInterpPath));
-        let file = OpenFile::open(&ipath).unwrap_or_else(|e| fail_interp(e));
-        let head = Head::read(&file).unwrap_or_else(|e| fail_interp(e));
-        ElfFile::parse(file, &head).unwrap_or_else(|e| {
+    let open_interp = |p: &[u8]| {
+        ElfFile::open(p).unwrap_or_else(|e| {
             let e = if e == LoadError::NotElfOrScript {
                 LoadError::InterpNotElf
             } else {
                 e
             };
-            fail_interp(e)
+            diag::fail_in(path.as_bytes(), p, e)
         })
-    });
+    };
+    let mut interp = interp_path.map(|p| (p, open_interp(p)));
+    // A program whose PT_INTERP is hugeload itself (patched for PT_INTERP
+    // mode) gets the real interpreter instead.
+    if let Some((_, i)) = interp.take_if(|(_, i)| file::own_id() == Some(i.file.id)) {
+        i.file.close();
+        interp = chain::real_interp(boot, &program).map(|p| (p, open_interp(p)));
+    }
+    let interp_path = interp.as_ref().map(|(p, _)| *p);
+    let interp = interp.map(|(_, i)| i);
 
     // Two fixed-address images that overlap cannot both be mapped (an
     // ET_EXEC program naming itself as its interpreter, say).
@@ -463,26 +461,4 @@ fn set_process_view(
         0,
         0,
     );
-}
-
-/// Whether `path` names the running hugeload (same file as /proc/self/exe,
-/// before anything changed that link).
-fn is_hugeload(path: &[u8]) -> bool {
-    let Some(p) = CPath::from_parts(&[path]) else {
-        return false;
-    };
-    let Ok(file) = OpenFile::open(&p) else {
-        return false;
-    };
-    let id = file.id;
-    file.close();
-    let Some(me) = CPath::from_parts(&[b"/proc/self/exe"]) else {
-        return false;
-    };
-    let Ok(own) = OpenFile::open(&me) else {
-        return false;
-    };
-    let own_id = own.id;
-    own.close();
-    id == own_id
 }

@@ -15,8 +15,8 @@ use hugeload::options::{Backend, Settings};
 use hugeload::plan::{self, HUGE, Mapping, Plan, Range, Ranges, Source, huge_down};
 use linux_raw_sys::general::{
     MADV_COLLAPSE, MADV_HUGEPAGE, MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_POPULATE,
-    MAP_PRIVATE, MAP_SHARED, MFD_CLOEXEC, MFD_HUGE_2MB, MFD_HUGETLB, O_CLOEXEC, O_RDONLY,
-    PROT_EXEC, PROT_NONE, PROT_READ, PROT_WRITE,
+    MAP_PRIVATE, MAP_SHARED, MFD_CLOEXEC, MFD_HUGE_2MB, MFD_HUGETLB, PROT_EXEC, PROT_NONE,
+    PROT_READ, PROT_WRITE,
 };
 
 const ADDR_NO_RANDOMIZE: u32 = 0x0040000;
@@ -144,6 +144,14 @@ pub fn randomizes() -> bool {
 }
 
 /// Reserves `len` bytes at exactly `start`, or says why not.
+/// The fixed addresses of a non-PIE image: reserved, or why not.
+fn reserve_fixed(start: u64, len: u64) -> Result<(), LoadError> {
+    reserve_at(start, len).map_err(|e| match e {
+        EEXIST => LoadError::AddressInUse,
+        e => LoadError::Os(e.0),
+    })
+}
+
 fn reserve_at(start: u64, len: u64) -> Result<(), Errno> {
     // SAFETY: MAP_FIXED_NOREPLACE never replaces an existing mapping.
     let got = unsafe {
@@ -263,10 +271,7 @@ pub fn load_program(
     } else {
         let window = Range::new(image.lo(), image.hi());
         let plan = plan::plan(image, 0, strategy, window);
-        reserve_at(plan.reserve.start, plan.reserve.len()).map_err(|e| match e {
-            EEXIST => LoadError::AddressInUse,
-            e => LoadError::Os(e.0),
-        })?;
+        reserve_fixed(plan.reserve.start, plan.reserve.len())?;
         plan
     };
     let mut outcomes = Outcomes::new();
@@ -335,10 +340,7 @@ pub fn load_plain(file: &OpenFile, image: &Image) -> Result<Loaded, LoadError> {
         .map_err(|e| LoadError::Os(e.0))? as u64;
         addr - image.lo()
     } else {
-        reserve_at(image.lo(), len).map_err(|e| match e {
-            EEXIST => LoadError::AddressInUse,
-            e => LoadError::Os(e.0),
-        })?;
+        reserve_fixed(image.lo(), len)?;
         0
     };
     let plan = Plan {
@@ -426,17 +428,13 @@ fn place_ranges(t: &Target, huge: &[Range], backend: Backend) -> Outcomes {
 /// Free 2 MiB pages in the hugetlb pool.
 fn hugetlb_free_pages() -> u64 {
     let mut buf = [0u8; 32];
-    let path = CPath::from_parts(&[b"/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages"]);
-    let Some(fd) = path.and_then(|p| sys::open(&p, O_RDONLY | O_CLOEXEC).ok()) else {
-        return 0;
-    };
-    let n = sys::read(fd, &mut buf).unwrap_or(0);
-    sys::close(fd);
-    let text = buf[..n].strip_suffix(b"\n").unwrap_or(&buf[..n]);
-    core::str::from_utf8(text)
-        .ok()
-        .and_then(|t| t.parse().ok())
-        .unwrap_or(0)
+    sys::read_small(
+        b"/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages",
+        &mut buf,
+    )
+    .map(|text| text.strip_suffix(b"\n").unwrap_or(text))
+    .and_then(|text| core::str::from_utf8(text).ok()?.parse().ok())
+    .unwrap_or(0)
 }
 
 /// Puts `range` on huge pages, or on ordinary pages if no backend can.
@@ -504,15 +502,8 @@ fn try_thp(t: &Target, range: Range, thp_disabled: bool) -> Result<Range, Cause>
 /// Whether a debugger traces this process (TracerPid in /proc/self/status).
 fn is_traced() -> bool {
     let mut buf = [0u8; 4096];
-    let Some(path) = CPath::from_parts(&[b"/proc/self/status"]) else {
-        return false;
-    };
-    let Ok(fd) = sys::open(&path, O_RDONLY | O_CLOEXEC) else {
-        return false;
-    };
-    let n = sys::read(fd, &mut buf).unwrap_or(0);
-    sys::close(fd);
-    buf[..n]
+    sys::read_small(b"/proc/self/status", &mut buf)
+        .unwrap_or(b"")
         .split(|&b| b == b'\n')
         .find_map(|l| l.strip_prefix(b"TracerPid:"))
         .is_some_and(|v| v.iter().any(|&b| (b'1'..=b'9').contains(&b)))

@@ -6,7 +6,7 @@
 
 use super::boot::Boot;
 use super::diag;
-use super::file::{ElfFile, Head, OpenFile};
+use super::file::{self, ElfFile};
 use super::sys::{self, CPath};
 use hugeload::elf::MARK_INDEX;
 use hugeload::error::LoadError;
@@ -54,11 +54,7 @@ fn set_mark(path: &[u8], mark: bool) -> Result<(), Refusal> {
     let cpath = CPath::from_parts(&[path]).ok_or(load(LoadError::Os(36)))?;
     // Check what the file is through a read-only descriptor first: a
     // running program (hugeload itself, say) cannot be opened for writing.
-    let file = OpenFile::open(&cpath).map_err(load)?;
-    let head = Head::read(&file)
-        .inspect_err(|_| file.close())
-        .map_err(load)?;
-    let elf = ElfFile::parse(file, &head).map_err(load)?;
+    let elf = ElfFile::open(path).map_err(load)?;
     let checked = check_markable(&elf, mark);
     elf.file.close();
     checked?;
@@ -80,13 +76,8 @@ fn check_markable(elf: &ElfFile, mark: bool) -> Result<(), Refusal> {
             return Err(Refusal::SharedLibrary);
         }
     }
-    let own = CPath::from_parts(&[b"/proc/self/exe"]).and_then(|p| OpenFile::open(&p).ok());
-    if let Some(own) = own {
-        let same = own.id == elf.file.id;
-        own.close();
-        if same {
-            return Err(Refusal::Itself);
-        }
+    if file::own_id() == Some(elf.file.id) {
+        return Err(Refusal::Itself);
     }
     Ok(())
 }

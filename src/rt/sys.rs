@@ -330,3 +330,14 @@ pub fn set_mm_map(map: &linux_raw_sys::prctl::prctl_mm_map) -> Result<()> {
     )
     .map(|_| ())
 }
+
+/// Reads a small file (under /proc or /sys) into `buf` with one read;
+/// `None` if it cannot be opened or read.
+pub fn read_small<'b>(path: &[u8], buf: &'b mut [u8]) -> Option<&'b [u8]> {
+    use linux_raw_sys::general::{O_CLOEXEC, O_RDONLY};
+    let path = CPath::from_parts(&[path])?;
+    let fd = open(&path, O_RDONLY | O_CLOEXEC).ok()?;
+    let n = read(fd, buf);
+    close(fd);
+    Some(&buf[..n.ok()?])
+}
