@@ -65,6 +65,24 @@ impl Default for Settings {
     }
 }
 
+/// Every environment variable hugeload reads, in launcher, PT_INTERP and
+/// binfmt_misc modes. The tests clear exactly these.
+pub const ENV_VARS: [&str; 6] = [
+    ENV_STRATEGY,
+    ENV_BACKEND,
+    ENV_VERBOSE,
+    ENV_OFF,
+    ENV_PERFMAP,
+    ENV_INTERP,
+];
+pub const ENV_STRATEGY: &str = "HUGELOAD_STRATEGY";
+pub const ENV_BACKEND: &str = "HUGELOAD_BACKEND";
+pub const ENV_VERBOSE: &str = "HUGELOAD_VERBOSE";
+pub const ENV_OFF: &str = "HUGELOAD_OFF";
+pub const ENV_PERFMAP: &str = "HUGELOAD_PERFMAP";
+/// PT_INTERP mode: the real program interpreter.
+pub const ENV_INTERP: &str = "HUGELOAD_INTERP";
+
 fn is_true(value: &[u8]) -> bool {
     !matches!(value, b"" | b"0" | b"no" | b"false" | b"off")
 }
@@ -75,19 +93,19 @@ impl Settings {
     /// ignored: a setting in the environment never stops a program.
     pub fn from_env<'a>(get: impl Fn(&[u8]) -> Option<&'a [u8]>) -> Settings {
         let mut s = Settings::default();
-        if let Some(v) = get(b"HUGELOAD_STRATEGY").and_then(parse_strategy) {
+        if let Some(v) = get(ENV_STRATEGY.as_bytes()).and_then(parse_strategy) {
             s.strategy = v;
         }
-        if let Some(v) = get(b"HUGELOAD_BACKEND").and_then(Backend::parse) {
+        if let Some(v) = get(ENV_BACKEND.as_bytes()).and_then(Backend::parse) {
             s.backend = v;
         }
-        if let Some(v) = get(b"HUGELOAD_VERBOSE") {
+        if let Some(v) = get(ENV_VERBOSE.as_bytes()) {
             s.verbose = is_true(v);
         }
-        if let Some(v) = get(b"HUGELOAD_PERFMAP") {
+        if let Some(v) = get(ENV_PERFMAP.as_bytes()) {
             s.perf_map = is_true(v);
         }
-        if get(b"HUGELOAD_OFF").is_some_and(is_true) {
+        if get(ENV_OFF.as_bytes()).is_some_and(is_true) {
             s.backend = Backend::Off;
         }
         s
