@@ -24,9 +24,6 @@ pub const MAX_LOADS: usize = 64;
 pub const MAX_INTERP: usize = 4096;
 /// The base page size.
 pub const PAGE: u64 = 4096;
-/// One past the highest user address on x86-64 with 4-level paging, less
-/// the guard page (TASK_SIZE_MAX).
-pub const USER_TOP: u64 = 0x7fff_ffff_f000;
 /// The largest image span accepted (1 TiB): more is no program but a
 /// request the kernel could not commit either.
 pub const MAX_IMAGE: u64 = 1 << 40;
@@ -37,7 +34,8 @@ pub const fn page_down(x: u64) -> u64 {
     x & !(PAGE - 1)
 }
 
-/// Rounds up to a page; callers keep `x` below `USER_TOP`, so it cannot wrap.
+/// Rounds up to a page; callers keep `x` below the user address limit, so
+/// it cannot wrap.
 pub const fn page_up(x: u64) -> u64 {
     (x + PAGE - 1) & !(PAGE - 1)
 }
@@ -231,8 +229,14 @@ impl Image {
     }
 }
 
-/// Validates the program header `table` of a file of `file_size` bytes.
-pub fn parse_image(header: &Header, table: &[u8], file_size: u64) -> Result<Image, LoadError> {
+/// Validates the program header `table` of a file of `file_size` bytes for
+/// a machine whose user addresses end below `user_top`.
+pub fn parse_image(
+    header: &Header,
+    table: &[u8],
+    file_size: u64,
+    user_top: u64,
+) -> Result<Image, LoadError> {
     let table_len = phdr_table_len(header);
     if table.len() < table_len {
         return Err(LoadError::ShortRead);
@@ -256,7 +260,7 @@ pub fn parse_image(header: &Header, table: &[u8], file_size: u64) -> Result<Imag
     for index in 0..header.e_phnum as usize {
         let ph = program_header(table, index);
         match ph.p_type {
-            PT_LOAD => add_load(&mut image, &ph, file_size)?,
+            PT_LOAD => add_load(&mut image, &ph, file_size, user_top)?,
             PT_INTERP => {
                 if image.interp.is_some() {
                     return Err(LoadError::BadInterpPath);
@@ -316,7 +320,12 @@ pub fn parse_image(header: &Header, table: &[u8], file_size: u64) -> Result<Imag
     Ok(image)
 }
 
-fn add_load(image: &mut Image, ph: &ProgramHeader, file_size: u64) -> Result<(), LoadError> {
+fn add_load(
+    image: &mut Image,
+    ph: &ProgramHeader,
+    file_size: u64,
+    user_top: u64,
+) -> Result<(), LoadError> {
     if ph.p_filesz > ph.p_memsz {
         return Err(LoadError::FileszOverMemsz);
     }
@@ -328,7 +337,7 @@ fn add_load(image: &mut Image, ph: &ProgramHeader, file_size: u64) -> Result<(),
         _ => return Err(LoadError::SegmentOutsideFile),
     }
     match ph.p_vaddr.checked_add(ph.p_memsz) {
-        Some(end) if end <= USER_TOP => {}
+        Some(end) if end <= user_top => {}
         _ => return Err(LoadError::SegmentOverflow),
     }
     if ph.p_vaddr % PAGE != ph.p_offset % PAGE {
@@ -451,10 +460,13 @@ pub mod testing {
         b
     }
 
+    /// x86-64's user address limit, for the tests.
+    pub const USER_TOP: u64 = 0x7fff_ffff_f000;
+
     /// Parses `bytes` as a file of `file_size` bytes.
     pub fn image_of(bytes: &[u8], file_size: u64) -> Result<Image, LoadError> {
         let header = parse_header(bytes, 62)?;
-        parse_image(&header, &bytes[header.e_phoff as usize..], file_size)
+        parse_image(&header, &bytes[header.e_phoff as usize..], file_size, USER_TOP)
     }
 }
 

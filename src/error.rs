@@ -1,12 +1,14 @@
 //! Why a program cannot be loaded, as a small `Copy` value with a message
 //! and the shell-style exit status a user expects.
 
+use crate::errno::Errno;
+
 /// Everything that stops hugeload from running a program. The message is the
 /// `reason` of the one-line diagnostic `hugeload: PATH: reason`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LoadError {
     /// A system call failed with this errno while opening or reading a file.
-    Os(i32),
+    Os(Errno),
     /// PROGRAM has no `/` and no `PATH` entry holds it.
     CommandNotFound,
     NotElfOrScript,
@@ -40,16 +42,18 @@ pub enum LoadError {
     ShortRead,
 }
 
-/// `ENOENT`: the shell's "not found" (bash gives 127 for it, 126 for
-/// every other failure).
-const ENOENT: i32 = 2;
+impl From<Errno> for LoadError {
+    fn from(e: Errno) -> LoadError {
+        LoadError::Os(e)
+    }
+}
 
 impl LoadError {
     /// The exit status a shell would give: 127 when the file is not there,
     /// 126 when it is there but cannot be run.
     pub fn exit_status(self) -> i32 {
         match self {
-            LoadError::Os(ENOENT) | LoadError::CommandNotFound => 127,
+            LoadError::Os(Errno::ENOENT) | LoadError::CommandNotFound => 127,
             _ => 126,
         }
     }
@@ -57,7 +61,7 @@ impl LoadError {
     /// The reason, as the second half of `hugeload: PATH: reason`.
     pub fn message(self) -> &'static str {
         match self {
-            LoadError::Os(errno) => errno_message(errno),
+            LoadError::Os(errno) => errno.message(),
             LoadError::CommandNotFound => "command not found",
             LoadError::NotElfOrScript => "cannot execute: not an ELF executable or #! script",
             LoadError::Elf32 => "cannot execute: 32-bit ELF (hugeload loads 64-bit programs)",
@@ -104,41 +108,16 @@ impl LoadError {
     }
 }
 
-/// The text of the common errno values, as `strerror` gives them.
-pub fn errno_message(errno: i32) -> &'static str {
-    match errno {
-        1 => "Operation not permitted",
-        2 => "No such file or directory",
-        5 => "Input/output error",
-        8 => "Exec format error",
-        9 => "Bad file descriptor",
-        12 => "Cannot allocate memory",
-        13 => "Permission denied",
-        14 => "Bad address",
-        16 => "Device or resource busy",
-        17 => "File exists",
-        20 => "Not a directory",
-        21 => "Is a directory",
-        22 => "Invalid argument",
-        24 => "Too many open files",
-        26 => "Text file busy",
-        27 => "File too large",
-        36 => "File name too long",
-        40 => "Too many levels of symbolic links",
-        _ => "Unexpected error",
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn not_found_is_127_and_the_rest_126() {
-        assert_eq!(LoadError::Os(2).exit_status(), 127);
+        assert_eq!(LoadError::Os(Errno::ENOENT).exit_status(), 127);
         assert_eq!(LoadError::CommandNotFound.exit_status(), 127);
-        assert_eq!(LoadError::Os(13).exit_status(), 126);
+        assert_eq!(LoadError::Os(Errno::EACCES).exit_status(), 126);
         assert_eq!(LoadError::Elf32.exit_status(), 126);
-        assert_eq!(LoadError::Os(13).message(), "Permission denied");
+        assert_eq!(LoadError::Os(Errno::EACCES).message(), "Permission denied");
     }
 }

@@ -10,8 +10,11 @@
 
 pub mod auxv;
 pub mod elf;
+pub mod errno;
 pub mod error;
+pub mod exec;
 pub mod fmt;
+pub mod interp;
 pub mod options;
 pub mod perfmap;
 pub mod plan;

@@ -6,22 +6,31 @@
 //! the modes.
 #![no_std]
 #![no_main]
+// A load failure carries its one line (1 KiB) back to the mode that prints
+// it: there is no allocator to box it, and it is returned once per run.
+#![allow(clippy::result_large_err)]
 
 #[cfg_attr(target_arch = "x86_64", path = "../targets/x86_64/arch.rs")]
 mod arch;
 
+#[path = "rt/binfmt.rs"]
+mod binfmt;
 #[path = "rt/boot.rs"]
 mod boot;
-#[path = "rt/chain.rs"]
-mod chain;
 #[path = "rt/diag.rs"]
 mod diag;
 #[path = "rt/file.rs"]
 mod file;
-#[path = "rt/interp.rs"]
-mod interp;
-#[path = "rt/launch.rs"]
-mod launch;
+#[path = "rt/host.rs"]
+mod host;
+#[path = "rt/huge.rs"]
+mod huge;
+#[path = "rt/image.rs"]
+mod image;
+#[path = "rt/launcher.rs"]
+mod launcher;
+#[path = "rt/load.rs"]
+mod load;
 #[path = "rt/map.rs"]
 mod map;
 #[path = "rt/mark.rs"]
@@ -32,6 +41,10 @@ mod out;
 mod own;
 #[path = "rt/perfmap.rs"]
 mod perfmap;
+#[path = "rt/procview.rs"]
+mod procview;
+#[path = "rt/ptinterp.rs"]
+mod ptinterp;
 #[path = "rt/report.rs"]
 mod report;
 #[path = "rt/start.rs"]

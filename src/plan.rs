@@ -408,6 +408,67 @@ pub fn code_and_data(image: &Image, bias: u64) -> [u64; 4] {
     ]
 }
 
+/// Where a PIE goes, planned before anything is mapped: the plan at a
+/// probe bias that has the chosen phase, and the reservation it needs
+/// relative to the bias. The placement phase picks the real bias (phase
+/// plus a multiple of 2 MiB) and moves the plan there with [`Plan::moved_to`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PieLayout {
+    /// The bias modulo 2 MiB.
+    pub phase: u64,
+    /// The reservation's start minus the bias (negative when aggressive
+    /// rounding reaches below the image).
+    pub rel_start: i64,
+    /// The reservation's length.
+    pub len: u64,
+    pub plan: Plan,
+}
+
+/// The layout of a PIE (see [`PieLayout`]).
+pub fn pie_layout(image: &Image, strategy: Strategy) -> PieLayout {
+    let phase = choose_phase(image, strategy);
+    // 4 MiB and more keeps every address of the probe positive.
+    let probe_bias = phase + 4 * HUGE;
+    let plan = plan(image, probe_bias, strategy, Range::ALL);
+    PieLayout {
+        phase,
+        rel_start: plan.reserve.start.wrapping_sub(probe_bias) as i64,
+        len: plan.reserve.len(),
+        plan,
+    }
+}
+
+impl Plan {
+    /// The same plan at `bias`, which must differ from this plan's bias by
+    /// a multiple of 2 MiB (a plan depends only on the bias modulo 2 MiB
+    /// when its window is unbounded).
+    pub fn moved_to(&self, bias: u64) -> Plan {
+        let shift = |a: u64| a.wrapping_sub(self.bias).wrapping_add(bias);
+        let mut huge = Ranges::new();
+        for r in &self.huge {
+            let _ = huge.push(Range::new(shift(r.start), shift(r.end)));
+        }
+        Plan {
+            bias,
+            huge,
+            reserve: Range::new(shift(self.reserve.start), shift(self.reserve.end)),
+        }
+    }
+}
+
+/// The bias that puts a reservation (starting `rel_start` from the bias,
+/// `len` bytes long) at or just above `target`, congruent to `phase`
+/// modulo 2 MiB; `None` unless the whole reservation lies between 64 KiB
+/// (`mmap_min_addr`'s usual value) and `user_top`.
+pub fn bias_near(target: u64, rel_start: i64, len: u64, phase: u64, user_top: u64) -> Option<u64> {
+    let raw = (target as i128 - rel_start as i128).max(0) as u64;
+    let bias = huge_down(raw) + phase;
+    let bias = if bias < raw { bias + HUGE } else { bias };
+    let start = bias as i128 + rel_start as i128;
+    let fits = start >= 0x10000 && start + len as i128 <= user_top as i128;
+    fits.then_some(bias)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -710,6 +771,39 @@ mod tests {
         let mut fills_seen = std::vec::Vec::new();
         fills(&img, 0, range, 0x3000, |f| fills_seen.push(f));
         assert_eq!(fills_seen[1].len, 0x2000);
+    }
+
+    #[test]
+    fn a_moved_plan_is_the_plan_at_the_new_bias() {
+        for strategy in [Strategy::Conservative, Strategy::Aggressive] {
+            for text in [300 * 1024, 5 * M, 33 * M + 12345] {
+                let img = pie(text);
+                let layout = pie_layout(&img, strategy);
+                for k in [0u64, 1, 7, 0x2a_aaaa] {
+                    let bias = layout.phase + k * HUGE;
+                    let want = plan(&img, bias, strategy, Range::ALL);
+                    assert_eq!(layout.plan.moved_to(bias), want, "{strategy:?} {text} {k}");
+                }
+                let rel = layout.plan.reserve.start as i128 - layout.plan.bias as i128;
+                assert_eq!(rel, layout.rel_start as i128);
+            }
+        }
+    }
+
+    #[test]
+    fn bias_near_keeps_the_phase_and_the_address_space() {
+        const TOP: u64 = 0x7fff_ffff_f000;
+        let phase = 0x1000;
+        let b = bias_near(0x5555_5555_4000, 0, 8 * M, phase, TOP).unwrap();
+        assert_eq!(b % HUGE, phase);
+        assert!((0x5555_5555_4000..0x5555_5555_4000 + HUGE).contains(&b));
+        // A reservation below the bias (aggressive rounding) still starts at
+        // or above the target.
+        let b = bias_near(0x5555_5555_4000, -(HUGE as i64), 8 * M, 0, TOP).unwrap();
+        assert!(b as i128 - HUGE as i128 >= 0x5555_5555_4000);
+        // Too close to the top, or below the lowest address: none.
+        assert_eq!(bias_near(TOP - M, 0, 8 * M, 0, TOP), None);
+        assert_eq!(bias_near(0, -(4 * HUGE as i64), M, 0, TOP), None);
     }
 
     #[test]

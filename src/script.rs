@@ -67,6 +67,29 @@ pub fn parse(head: &[u8]) -> Result<Shebang, LoadError> {
     Ok(Shebang { interp, arg })
 }
 
+/// Most words a `#!` chain puts before the script's own arguments.
+pub const MAX_PREFIX: usize = 2 * MAX_SCRIPT_DEPTH + 1;
+
+/// The start of the argv a `#!` chain gives, as the kernel builds it: for
+/// `lines` (interpreter and optional argument of each level, the script the
+/// user ran first), `[interp_n, arg_n?, ..., interp_1, arg_1?, execfn]`;
+/// with no script, `[argv0]`. The caller appends the remaining arguments.
+pub fn argv_prefix<'a>(
+    lines: &[(&'a [u8], Option<&'a [u8]>)],
+    argv0: &'a [u8],
+    execfn: &'a [u8],
+) -> heapless::Vec<&'a [u8], MAX_PREFIX> {
+    let mut prefix = heapless::Vec::new();
+    for (interp, arg) in lines.iter().rev().take(MAX_SCRIPT_DEPTH) {
+        let _ = prefix.push(*interp);
+        if let Some(a) = arg {
+            let _ = prefix.push(*a);
+        }
+    }
+    let _ = prefix.push(if lines.is_empty() { argv0 } else { execfn });
+    prefix
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,6 +122,22 @@ mod tests {
             ("/bin/echo".into(), Some("a".into()))
         );
         assert_eq!(words(b"#!/bin/sh\t\t\n"), ("/bin/sh".into(), None));
+    }
+
+    #[test]
+    fn argv_prefix_is_the_kernels() {
+        let none: &[(&[u8], Option<&[u8]>)] = &[];
+        assert_eq!(argv_prefix(none, b"ls", b"/bin/ls").as_slice(), [b"ls" as &[u8]]);
+        // ./a.sh is "#!/usr/bin/env python3 -u"; that runs as
+        // [/usr/bin/env, "python3 -u", ./a.sh, ARGS].
+        let one: &[(&[u8], Option<&[u8]>)] = &[(b"/usr/bin/env", Some(b"python3 -u"))];
+        let want: [&[u8]; 3] = [b"/usr/bin/env", b"python3 -u", b"./a.sh"];
+        assert_eq!(argv_prefix(one, b"a", b"./a.sh").as_slice(), want);
+        // ./outer is "#!./inner", ./inner is "#!/bin/sh -e": the last
+        // interpreter comes first.
+        let two: &[(&[u8], Option<&[u8]>)] = &[(b"./inner", None), (b"/bin/sh", Some(b"-e"))];
+        let want: [&[u8]; 4] = [b"/bin/sh", b"-e", b"./inner", b"./outer"];
+        assert_eq!(argv_prefix(two, b"outer", b"./outer").as_slice(), want);
     }
 
     #[test]

@@ -62,7 +62,7 @@ fn elf_bytes(e_type: u16, entry: u64, phdrs: &[Phdr]) -> Vec<u8> {
 fn parse(bytes: &[u8], file_size: u64) -> Option<elf::Image> {
     let header = elf::parse_header(bytes, 62).ok()?;
     let table = bytes.get(header.e_phoff as usize..)?;
-    elf::parse_image(&header, table, file_size).ok()
+    elf::parse_image(&header, table, file_size, 0x7fff_ffff_f000).ok()
 }
 
 /// A plausible layout: up to 6 segments placed one after another with

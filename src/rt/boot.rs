@@ -1,12 +1,17 @@
 //! The initial stack the kernel handed to hugeload: argc, argv, envp and
-//! auxv, read once. The strings stay where the kernel put them, above the
-//! stack pointer, for the whole life of the process.
+//! auxv, read once, and the facts that follow from it (secure execution,
+//! the `HUGELOAD_*` settings). The strings stay where the kernel put them,
+//! above the stack pointer, for the whole life of the process.
 
 use hugeload::auxv::{Auxv, MAX_AUXV};
+use hugeload::options::Settings;
 use hugeload::script::{BINPRM_BUF_SIZE, MAX_SCRIPT_DEPTH};
-use linux_raw_sys::auxvec::AT_NULL;
+use linux_raw_sys::auxvec::{AT_NULL, AT_SECURE};
 
 pub struct Boot {
+    /// hugeload's work stack (address, length), which the final jump
+    /// unmaps; `(0, 0)` when hugeload runs on the kernel's stack.
+    pub work_stack: (usize, usize),
     /// The kernel's stack pointer: the address of argc.
     pub sp: usize,
     pub argc: usize,
@@ -67,6 +72,7 @@ impl Boot {
                 at += 16;
             }
             Boot {
+                work_stack: (0, 0),
                 sp,
                 argc,
                 argv,
@@ -78,15 +84,38 @@ impl Boot {
         }
     }
 
-    /// argv[i], for `i < argc`.
-    pub fn arg(&self, i: usize) -> &'static [u8] {
+    /// argv[i], if `i < argc`.
+    pub fn arg(&self, i: usize) -> Option<&'static [u8]> {
         // SAFETY: argv[i] for i < argc points at a kernel string.
-        unsafe { cstr(word(self.argv + 8 * i)) }
+        (i < self.argc).then(|| unsafe { cstr(word(self.argv + 8 * i)) })
     }
 
     /// argv[from..].
     pub fn args_from<'s>(&'s self, from: usize) -> impl Iterator<Item = &'s [u8]> + Clone + 's {
-        (from.min(self.argc)..self.argc).map(|i| -> &'s [u8] { self.arg(i) })
+        (from..self.argc).filter_map(|i| -> Option<&'s [u8]> { self.arg(i) })
+    }
+
+    /// Whether this is a secure-execution program (setuid, setgid, file
+    /// capabilities): its caller chose the environment, so nothing in it
+    /// may choose a path or a setting.
+    pub fn is_secure(&self) -> bool {
+        self.aux(AT_SECURE).unwrap_or(0) != 0
+    }
+
+    /// The settings from the `HUGELOAD_*` environment, or the defaults for a
+    /// secure-execution program.
+    pub fn settings(&self) -> Settings {
+        if self.is_secure() {
+            Settings::default()
+        } else {
+            Settings::from_env(|k| self.env(k))
+        }
+    }
+
+    /// The value of environment variable `key`, unless this is a
+    /// secure-execution program.
+    pub fn trusted_env(&self, key: &[u8]) -> Option<&'static [u8]> {
+        if self.is_secure() { None } else { self.env(key) }
     }
 
     /// The envp pointers.

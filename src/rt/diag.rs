@@ -20,25 +20,49 @@ pub fn emit(l: &mut Line) {
     sys::write_all(STDERR, l.as_bytes());
 }
 
-/// `hugeload: PATH: reason`, then exit with the shell's status.
-pub fn fail(path: &[u8], error: LoadError) -> ! {
-    let mut l = line();
-    l.bytes(path).str(": ").str(error.message());
-    emit(&mut l);
-    sys::exit(error.exit_status())
+/// Why a load stopped, as the one line it prints and the shell's exit
+/// status. Built where the names are known; printed once, by the mode.
+pub struct Failure {
+    line: Line,
+    status: i32,
 }
 
-/// `hugeload: PATH: WHAT: reason` (WHAT is the file inside PATH that
-/// failed: an interpreter), then exit with the shell's status.
-pub fn fail_in(path: &[u8], what: &[u8], error: LoadError) -> ! {
-    let mut l = line();
-    l.bytes(path)
-        .str(": ")
-        .bytes(what)
-        .str(": ")
-        .str(error.message());
-    emit(&mut l);
-    sys::exit(error.exit_status())
+impl Failure {
+    /// `hugeload: PATH: reason`.
+    pub fn new(path: &[u8], error: LoadError) -> Failure {
+        let mut line = line();
+        line.bytes(path).str(": ").str(error.message());
+        Failure {
+            line,
+            status: error.exit_status(),
+        }
+    }
+
+    /// `hugeload: PATH: WHAT: reason` (WHAT is the file inside PATH that
+    /// failed: an interpreter).
+    pub fn within(path: &[u8], what: &[u8], error: LoadError) -> Failure {
+        let mut line = line();
+        line.bytes(path)
+            .str(": ")
+            .bytes(what)
+            .str(": ")
+            .str(error.message());
+        Failure {
+            line,
+            status: error.exit_status(),
+        }
+    }
+
+    /// Prints the line and exits with the status.
+    pub fn exit(mut self) -> ! {
+        emit(&mut self.line);
+        sys::exit(self.status)
+    }
+}
+
+/// `hugeload: PATH: reason`, then exit with the shell's status.
+pub fn fail(path: &[u8], error: LoadError) -> ! {
+    Failure::new(path, error).exit()
 }
 
 /// The verbose report: lines only when asked for.

@@ -5,15 +5,12 @@ use super::arch;
 use super::sys::{self, CPath, Errno, Fd};
 use hugeload::elf::{self, Image, MAX_INTERP, MAX_PHDR_BYTES};
 use hugeload::error::LoadError;
+use hugeload::interp::{Linking, NAME_PREFIX};
 use hugeload::script::BINPRM_BUF_SIZE;
 use linux_raw_sys::general::{O_CLOEXEC, O_RDONLY, S_IFDIR, S_IFMT, S_IFREG};
 
 const X_OK: u32 = 1;
 const ST_NOEXEC: i64 = 8;
-
-fn os(e: Errno) -> LoadError {
-    LoadError::Os(e.0)
-}
 
 /// An open file that execve would agree to run.
 pub struct OpenFile {
@@ -27,8 +24,8 @@ impl OpenFile {
     /// Opens `path` for loading: it must exist, be a regular file, carry
     /// execute permission for us, and live on a mount that allows exec.
     pub fn open(path: &CPath) -> Result<OpenFile, LoadError> {
-        sys::access(path, X_OK).map_err(os)?;
-        let fd = sys::open(path, O_RDONLY | O_CLOEXEC).map_err(os)?;
+        sys::access(path, X_OK)?;
+        let fd = sys::open(path, O_RDONLY | O_CLOEXEC)?;
         Self::from_fd(fd).inspect_err(|_| sys::close(fd))
     }
 
@@ -40,22 +37,22 @@ impl OpenFile {
     }
 
     fn check(fd: Fd) -> Result<(u64, (u64, u64)), LoadError> {
-        let st = sys::fstat(fd).map_err(os)?;
+        let st = sys::fstat(fd)?;
         match st.st_mode & S_IFMT {
             S_IFREG => {}
-            S_IFDIR => return Err(LoadError::Os(21)),
-            _ => return Err(LoadError::Os(13)),
+            S_IFDIR => return Err(Errno::EISDIR.into()),
+            _ => return Err(Errno::EACCES.into()),
         }
-        let fs = sys::fstatfs(fd).map_err(os)?;
+        let fs = sys::fstatfs(fd)?;
         if fs.f_flags & ST_NOEXEC != 0 {
-            return Err(LoadError::Os(13));
+            return Err(Errno::EACCES.into());
         }
         Ok((st.st_size as u64, (st.st_dev, st.st_ino)))
     }
 
     /// Reads `buf.len()` bytes at `offset`, or fails with ShortRead.
     pub fn read_exact(&self, buf: &mut [u8], offset: u64) -> Result<(), LoadError> {
-        let n = sys::pread(self.fd, buf, offset).map_err(os)?;
+        let n = sys::pread(self.fd, buf, offset)?;
         if n < buf.len() {
             return Err(LoadError::ShortRead);
         }
@@ -89,7 +86,7 @@ impl Head {
             bytes: [0; BINPRM_BUF_SIZE],
             len: 0,
         };
-        head.len = sys::pread(file.fd, &mut head.bytes, 0).map_err(os)?;
+        head.len = sys::pread(file.fd, &mut head.bytes, 0)?;
         Ok(head)
     }
     pub fn as_bytes(&self) -> &[u8] {
@@ -106,7 +103,7 @@ pub struct ElfFile {
 impl ElfFile {
     /// Opens `path` for loading (see [`OpenFile::open`]) and validates it.
     pub fn open(path: &[u8]) -> Result<ElfFile, LoadError> {
-        let path = CPath::from_parts(&[path]).ok_or(LoadError::Os(36))?;
+        let path = CPath::from_parts(&[path]).ok_or(Errno::ENAMETOOLONG)?;
         let file = OpenFile::open(&path)?;
         let head = Head::read(&file).inspect_err(|_| file.close())?;
         ElfFile::parse(file, &head)
@@ -136,7 +133,7 @@ impl ElfFile {
         }
         let mut table = [0u8; MAX_PHDR_BYTES];
         file.read_exact(&mut table[..table_len], header.e_phoff)?;
-        elf::parse_image(&header, &table[..table_len], file.size)
+        elf::parse_image(&header, &table[..table_len], file.size, arch::USER_TOP)
     }
 
     /// Reads the PT_INTERP path into `buf`; returns it without its NUL.
@@ -153,56 +150,25 @@ impl ElfFile {
     }
 }
 
-/// How a program links, from its dynamic section.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Linking {
-    /// It names shared libraries (DT_NEEDED).
-    pub has_needed: bool,
-    /// One of them is musl's libc: `libc.musl-*.so.1` (Alpine and musl's
-    /// own install) or plain `libc.so` (Debian's musl-gcc); glibc programs
-    /// need `libc.so.6`.
-    pub needs_musl: bool,
-    /// DT_FLAGS_1 has DF_1_PIE.
-    pub pie_flag: bool,
-    /// It has a DT_SONAME: it is a shared library.
-    pub has_soname: bool,
-}
-
 impl ElfFile {
-    /// Reads the dynamic section from the file. A file without one (or
-    /// with one that cannot be read) links statically.
+    /// How the program links, from the dynamic section in the file. A file
+    /// without one (or with one that cannot be read) links statically.
     pub fn linking(&self) -> Linking {
-        use goblin::elf::dynamic::{DT_FLAGS_1, DT_NEEDED, DT_SONAME, DT_STRTAB};
-        const DF_1_PIE: u64 = 0x0800_0000;
-        let mut linking = Linking::default();
-        let mut strtab = None;
-        self.for_each_dynamic(|tag, value| {
-            if tag == DT_STRTAB {
-                strtab = self.image.file_offset_of(value);
-            }
-        });
-        self.for_each_dynamic(|tag, value| match tag {
-            DT_NEEDED => {
-                linking.has_needed = true;
-                let mut name = [0u8; 11];
-                if let Some(at) = strtab.and_then(|s| s.checked_add(value)) {
-                    let n = sys::pread(self.file.fd, &mut name, at).unwrap_or(0);
-                    let name = &name[..n];
-                    if name.starts_with(b"libc.musl-") || name.starts_with(b"libc.so\0") {
-                        linking.needs_musl = true;
-                    }
-                }
-            }
-            DT_FLAGS_1 => linking.pie_flag = value & DF_1_PIE != 0,
-            DT_SONAME => linking.has_soname = true,
-            _ => {}
-        });
-        linking
+        Linking::scan(
+            |f| self.for_each_dynamic(f),
+            |strtab, offset, buf: &mut [u8; NAME_PREFIX]| {
+                let at = self
+                    .image
+                    .file_offset_of(strtab)
+                    .and_then(|s| s.checked_add(offset));
+                at.map_or(0, |at| sys::pread(self.file.fd, buf, at).unwrap_or(0))
+            },
+        )
     }
 
     /// Calls `f(d_tag, d_val)` for the dynamic entries read from the file,
     /// a small chunk at a time, up to DT_NULL.
-    fn for_each_dynamic(&self, mut f: impl FnMut(u64, u64)) {
+    fn for_each_dynamic(&self, f: &mut dyn FnMut(u64, u64)) {
         let Some(range) = self.image.dynamic else {
             return;
         };

@@ -4,10 +4,11 @@
 //! loader rejects a nonzero EI_PAD in objects it opens, and marking ld.so
 //! or hugeload itself would make the rule loop.
 
+use super::arch;
 use super::boot::Boot;
 use super::diag;
 use super::file::{self, ElfFile};
-use super::sys::{self, CPath};
+use super::sys::{self, CPath, Errno};
 use hugeload::elf::MARK_INDEX;
 use hugeload::error::LoadError;
 use linux_raw_sys::general::{O_CLOEXEC, O_RDWR};
@@ -51,16 +52,16 @@ pub fn main(boot: &Boot, first: usize, mark: bool) -> ! {
 
 fn set_mark(path: &[u8], mark: bool) -> Result<(), Refusal> {
     let load = |e: LoadError| Refusal::Load(e);
-    let cpath = CPath::from_parts(&[path]).ok_or(load(LoadError::Os(36)))?;
+    let cpath = CPath::from_parts(&[path]).ok_or(load(Errno::ENAMETOOLONG.into()))?;
     // Check what the file is through a read-only descriptor first: a
     // running program (hugeload itself, say) cannot be opened for writing.
     let elf = ElfFile::open(path).map_err(load)?;
     let checked = check_markable(&elf, mark);
     elf.file.close();
     checked?;
-    let fd = sys::open(&cpath, O_RDWR | O_CLOEXEC).map_err(|e| load(LoadError::Os(e.0)))?;
+    let fd = sys::open(&cpath, O_RDWR | O_CLOEXEC).map_err(|e| load(e.into()))?;
     let byte = [if mark { MARK } else { 0 }];
-    let written = sys::pwrite(fd, &byte, MARK_INDEX as u64).map_err(|e| load(LoadError::Os(e.0)));
+    let written = sys::pwrite(fd, &byte, MARK_INDEX as u64).map_err(|e| load(e.into()));
     sys::close(fd);
     written
 }
@@ -83,7 +84,7 @@ fn check_markable(elf: &ElfFile, mark: bool) -> Result<(), Refusal> {
 }
 
 /// Prints the registration line for `/etc/binfmt.d/hugeload.conf`: ELF64,
-/// little-endian, x86-64, marker byte 'H'; flags P (keep argv[0]), O (pass
+/// little-endian, this machine (`arch::BINFMT_MAGIC`), marker byte 'H'; flags P (keep argv[0]), O (pass
 /// the binary as AT_EXECFD, so execute-only files work), F (open hugeload
 /// now, so containers and chroots see it).
 pub fn print_rule() -> ! {
@@ -91,10 +92,8 @@ pub fn print_rule() -> ! {
     let n = sys::readlink(b"/proc/self/exe", &mut buf).unwrap_or(0);
     let mut l = hugeload::fmt::Line::new();
     l.str(":hugeload:M::");
-    l.str(
-        "\\x7fELF\\x02\\x01\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x48\\x00\\x00\\x3e\\x00:",
-    );
-    l.str("\\xff\\xff\\xff\\xff\\xff\\xff\\xff\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\xff\\x00\\x00\\xff\\xff:");
+    l.str(arch::BINFMT_MAGIC).str(":");
+    l.str(arch::BINFMT_MASK).str(":");
     l.bytes(&buf[..n]).str(":POF\n");
     sys::write_all(1, l.as_bytes());
     sys::exit(0)

@@ -35,7 +35,7 @@ pub fn detach_from_file() -> Result<(), Errno> {
     // SAFETY: hugeload's ELF header and program headers are mapped (the
     // first PT_LOAD covers them, linker.ld puts FILEHDR and PHDRS there).
     let header = unsafe { bytes(base, EHDR_SIZE) };
-    let header = elf::parse_header(header, super::arch::ELF_MACHINE).map_err(|_| sys::EINVAL)?;
+    let header = elf::parse_header(header, super::arch::ELF_MACHINE).map_err(|_| Errno::EINVAL)?;
     let table_len = elf::phdr_table_len(&header);
     // SAFETY: as above.
     let table = unsafe { bytes(base + header.e_phoff as usize, table_len) };

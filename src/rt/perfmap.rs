@@ -84,7 +84,7 @@ pub fn write(file: &OpenFile, bias: u64, moved: &[Range], path: &[u8], report: &
             report.say(|l| {
                 l.bytes(name.as_bytes())
                     .str(": ")
-                    .str(hugeload::error::errno_message(e.0));
+                    .str(e.message());
             });
             return;
         }

@@ -1,9 +1,10 @@
 //! The `--verbose` report of how a program's image was mapped.
 
 use super::diag::Report;
-use super::map::{self, Loaded};
+use super::huge::Outcome;
+use super::image::Loaded;
 use hugeload::options::Settings;
-use hugeload::plan::{self, HUGE};
+use hugeload::plan::{self, HUGE, Range};
 
 fn perms(flags: u32) -> &'static str {
     use goblin::elf::program_header::{PF_R, PF_W, PF_X};
@@ -82,7 +83,7 @@ pub fn report_program(
                         .str(" bytes of read-only data executable)");
                 }
             }),
-            None => map::say_cause(report, o.range, &o),
+            None => say_cause(report, o.range, &o),
         }
     }
     let actual = loaded.huge_ranges();
@@ -132,5 +133,28 @@ pub fn report_program(
             .str(settings.strategy.name())
             .str(", backend ")
             .str(settings.backend.name());
+    });
+}
+
+/// Describes a fallback: why each backend tried could not take `range`.
+fn say_cause(report: &Report, range: Range, o: &Outcome) {
+    report.say(|l| {
+        l.str("huge ")
+            .hex(range.start, 16)
+            .str("-")
+            .hex(range.end, 16)
+            .str(" on 4 KiB pages:");
+        for (backend, c) in [("hugetlb", o.hugetlb), ("thp", o.thp)] {
+            if let Some(c) = c {
+                l.str(" ").str(backend).str(": ").str(c.step);
+                if let Some(e) = c.errno {
+                    l.str(": ").str(e.message());
+                }
+                if let Some(free) = c.pool_free {
+                    l.str(" (").dec(free).str(" free pages in the pool)");
+                }
+                l.str(";");
+            }
+        }
     });
 }

@@ -9,7 +9,7 @@
 use super::arch;
 use super::boot::Boot;
 use super::sys;
-use super::{interp, launch};
+use super::{binfmt, launcher, ptinterp};
 use core::sync::atomic::{AtomicUsize, Ordering};
 use hugeload::elf::PAGE;
 use linux_raw_sys::auxvec::{AT_BASE, AT_EXECFD, AT_FLAGS};
@@ -17,16 +17,9 @@ use linux_raw_sys::auxvec::{AT_BASE, AT_EXECFD, AT_FLAGS};
 /// Size of hugeload's work stack.
 const WORK_STACK: usize = 512 << 10;
 
-/// The work stack's mapping (address, length), for the final jump.
+/// The work stack's mapping (address, length), from `hugeload_start` to
+/// `run` across the stack switch; `run` hands it to the modes in `Boot`.
 static WORK_STACK_MAPPING: [AtomicUsize; 2] = [AtomicUsize::new(0), AtomicUsize::new(0)];
-
-/// The mapping the final jump must remove: hugeload's work stack.
-pub fn work_stack() -> (usize, usize) {
-    (
-        WORK_STACK_MAPPING[0].load(Ordering::Relaxed),
-        WORK_STACK_MAPPING[1].load(Ordering::Relaxed),
-    )
-}
 
 /// Called by `_start` with the kernel's stack pointer.
 #[unsafe(no_mangle)]
@@ -70,14 +63,18 @@ extern "C" fn run(sp: usize) -> ! {
     // SAFETY: `sp` is still the kernel's initial stack pointer and nothing
     // has written above it.
     let mut boot = unsafe { Boot::read(sp) };
+    boot.work_stack = (
+        WORK_STACK_MAPPING[0].load(Ordering::Relaxed),
+        WORK_STACK_MAPPING[1].load(Ordering::Relaxed),
+    );
     // The mode follows from the auxv: as PT_INTERP, AT_BASE is hugeload's
     // base; as a binfmt_misc handler with P or O, AT_FLAGS bit 0 or
     // AT_EXECFD is there; otherwise hugeload was run as a command.
     if boot.aux(AT_BASE).unwrap_or(0) != 0 {
-        interp::main(&mut boot)
+        ptinterp::main(&mut boot)
     } else if boot.aux(AT_FLAGS).unwrap_or(0) & 1 != 0 || boot.aux(AT_EXECFD).is_some() {
-        launch::binfmt_main(&boot)
+        binfmt::main(&boot)
     } else {
-        launch::main(&boot)
+        launcher::main(&boot)
     }
 }

@@ -36,7 +36,7 @@ pub fn main(boot: &Boot, first: usize) -> ! {
         )
     };
     let Ok(buf) = buf else {
-        diag::fail(b"--stat", hugeload::error::LoadError::Os(12));
+        diag::fail(b"--stat", sys::Errno::ENOMEM.into());
     };
     // SAFETY: the mapping just made, used only here.
     let buf = unsafe { core::slice::from_raw_parts_mut(buf as *mut u8, SMAPS_MAX) };
@@ -54,9 +54,9 @@ pub fn main(boot: &Boot, first: usize) -> ! {
             Err(e) => {
                 out.flush();
                 let mut l = diag::line();
-                l.bytes(pid).str(": ").str(match e.0 {
-                    2 => "No such process",
-                    _ => hugeload::error::errno_message(e.0),
+                l.bytes(pid).str(": ").str(match e {
+                    sys::Errno::ENOENT => "No such process",
+                    _ => e.message(),
                 });
                 diag::emit(&mut l);
                 status = 1;
@@ -69,9 +69,9 @@ pub fn main(boot: &Boot, first: usize) -> ! {
 
 fn read_smaps(pid: &[u8], buf: &mut [u8]) -> Result<usize, sys::Errno> {
     if pid.is_empty() || !pid.iter().all(u8::is_ascii_digit) {
-        return Err(sys::Errno(2));
+        return Err(sys::Errno::ENOENT);
     }
-    let path = CPath::from_parts(&[b"/proc/", pid, b"/smaps"]).ok_or(sys::EINVAL)?;
+    let path = CPath::from_parts(&[b"/proc/", pid, b"/smaps"]).ok_or(sys::Errno::EINVAL)?;
     let fd = sys::open(&path, O_RDONLY | O_CLOEXEC)?;
     let mut n = 0;
     while n < buf.len() {

@@ -2,23 +2,14 @@
 //! block here only passes arguments to the kernel; the functions that can
 //! change memory the caller may be using are themselves `unsafe fn`.
 
+pub use hugeload::errno::Errno;
 use linux_raw_sys::general::{stat, statfs};
 use syscalls::{Sysno, syscall};
-
-/// An errno value from a failed system call.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Errno(pub i32);
-
-pub const EINTR: Errno = Errno(4);
-pub const EIO: Errno = Errno(5);
-pub const EEXIST: Errno = Errno(17);
-pub const EINVAL: Errno = Errno(22);
-pub const ENOMEM: Errno = Errno(12);
 
 pub type Result<T> = core::result::Result<T, Errno>;
 
 fn check(r: core::result::Result<usize, syscalls::Errno>) -> Result<usize> {
-    r.map_err(|e| Errno(e.into_raw()))
+    r.map_err(|e| Errno::from_raw(e.into_raw()))
 }
 
 pub type Fd = i32;
@@ -67,7 +58,7 @@ pub fn write_all(fd: Fd, mut bytes: &[u8]) {
     while !bytes.is_empty() {
         match write(fd, bytes) {
             Ok(n) => bytes = &bytes[n..],
-            Err(EINTR) => {}
+            Err(Errno::EINTR) => {}
             Err(_) => return,
         }
     }
@@ -102,7 +93,7 @@ pub fn access(path: &CPath, mode: u32) -> Result<()> {
     // SAFETY: `path` is NUL-terminated.
     let r = unsafe { syscall!(Sysno::faccessat2, AT_FDCWD, path.ptr(), mode, AT_EACCESS) };
     match check(r) {
-        Err(Errno(38)) => {
+        Err(Errno::ENOSYS) => {
             // ENOSYS: kernels before 5.8; faccessat checks the real ids.
             // SAFETY: as above.
             check(unsafe { syscall!(Sysno::faccessat, AT_FDCWD, path.ptr(), mode) }).map(|_| ())
@@ -147,7 +138,7 @@ pub unsafe fn pread_into(fd: Fd, addr: usize, len: usize, offset: u64) -> Result
         match check(r) {
             Ok(0) => break,
             Ok(n) => done += n,
-            Err(EINTR) => {}
+            Err(Errno::EINTR) => {}
             Err(e) => return Err(e),
         }
     }
@@ -204,14 +195,28 @@ pub unsafe fn mremap_fixed(old: usize, len: usize, new: usize) -> Result<()> {
     };
     match check(r) {
         Ok(got) if got == new => Ok(()),
-        Ok(_) => Err(EINVAL),
+        Ok(_) => Err(Errno::EINVAL),
         Err(e) => Err(e),
     }
 }
 
-pub fn madvise(addr: usize, len: usize, advice: u32) -> Result<()> {
-    // SAFETY: advice about pages hugeload owns; no content changes for the
-    // advice values used here (HUGEPAGE, COLLAPSE).
+/// The madvise(2) advice hugeload gives: none of it changes what memory
+/// holds (no MADV_DONTNEED, MADV_FREE, MADV_REMOVE...).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Advice {
+    /// Back the range with transparent huge pages.
+    HugePage,
+    /// Collapse the range into huge pages now (Linux 6.1+).
+    Collapse,
+}
+
+pub fn madvise(addr: usize, len: usize, advice: Advice) -> Result<()> {
+    use linux_raw_sys::general::{MADV_COLLAPSE, MADV_HUGEPAGE};
+    let advice = match advice {
+        Advice::HugePage => MADV_HUGEPAGE,
+        Advice::Collapse => MADV_COLLAPSE,
+    };
+    // SAFETY: the advice values above keep the contents of any range.
     check(unsafe { syscall!(Sysno::madvise, addr, len, advice) }).map(|_| ())
 }
 
@@ -225,10 +230,40 @@ pub fn ftruncate(fd: Fd, len: u64) -> Result<()> {
     check(unsafe { syscall!(Sysno::ftruncate, fd, len) }).map(|_| ())
 }
 
-pub fn prctl(option: u32, a2: usize, a3: usize, a4: usize, a5: usize) -> Result<usize> {
-    // SAFETY: the prctl options hugeload uses read at most the memory their
-    // arguments point at, which the callers keep alive.
+/// prctl(2) with raw arguments.
+///
+/// # Safety
+/// Where `option` takes pointers, the arguments must point at memory of
+/// the kind and size that option reads or writes.
+unsafe fn prctl(option: u32, a2: usize, a3: usize, a4: usize, a5: usize) -> Result<usize> {
+    // SAFETY: the caller guarantees what the arguments point at.
     check(unsafe { syscall!(Sysno::prctl, option, a2, a3, a4, a5) })
+}
+
+/// Whether THP is disabled for this process (PR_SET_THP_DISABLE).
+pub fn thp_disabled() -> bool {
+    const PR_GET_THP_DISABLE: u32 = 42;
+    // SAFETY: the query takes no pointer.
+    unsafe { prctl(PR_GET_THP_DISABLE, 0, 0, 0, 0) }.unwrap_or(0) == 1
+}
+
+/// Whether memory-deny-write-execute is on (PR_GET_MDWE, Linux 6.3+;
+/// systemd's MemoryDenyWriteExecute= may use it): no mprotect may then
+/// add exec.
+pub fn mdwe_refuses_exec_gain() -> bool {
+    const PR_GET_MDWE: u32 = 66;
+    // SAFETY: the query takes no pointer.
+    unsafe { prctl(PR_GET_MDWE, 0, 0, 0, 0) }.unwrap_or(0) & 1 != 0
+}
+
+/// Sets the thread's name (`/proc/self/comm`) to the first 15 bytes of
+/// `name`.
+pub fn set_name(name: &[u8]) {
+    let mut comm = [0u8; 16];
+    let n = name.len().min(15);
+    comm[..n].copy_from_slice(&name[..n]);
+    // SAFETY: PR_SET_NAME reads 16 bytes, NUL-terminated, from `comm`.
+    let _ = unsafe { prctl(linux_raw_sys::prctl::PR_SET_NAME, comm.as_ptr() as usize, 0, 0, 0) };
 }
 
 /// Random bytes from the kernel, without blocking; zeros if unavailable.
@@ -279,7 +314,7 @@ pub fn has_capability(cap: u32) -> bool {
 
 /// readlink(2) into `buf`; returns the length.
 pub fn readlink(path: &[u8], buf: &mut [u8]) -> Result<usize> {
-    let path = CPath::from_parts(&[path]).ok_or(EINVAL)?;
+    let path = CPath::from_parts(&[path]).ok_or(Errno::EINVAL)?;
     // SAFETY: `path` is NUL-terminated; the kernel writes at most
     // `buf.len()` bytes.
     check(unsafe {
@@ -297,7 +332,7 @@ pub fn readlink(path: &[u8], buf: &mut [u8]) -> Result<usize> {
 pub fn pwrite(fd: Fd, bytes: &[u8], offset: u64) -> Result<()> {
     // SAFETY: the kernel reads `bytes.len()` bytes of a live slice.
     let n = check(unsafe { syscall!(Sysno::pwrite64, fd, bytes.as_ptr(), bytes.len(), offset) })?;
-    if n == bytes.len() { Ok(()) } else { Err(EIO) }
+    if n == bytes.len() { Ok(()) } else { Err(Errno::EIO) }
 }
 
 /// read(2), retrying on EINTR.
@@ -305,7 +340,7 @@ pub fn read(fd: Fd, buf: &mut [u8]) -> Result<usize> {
     loop {
         // SAFETY: the kernel writes at most `buf.len()` bytes into `buf`.
         match check(unsafe { syscall!(Sysno::read, fd, buf.as_mut_ptr(), buf.len()) }) {
-            Err(EINTR) => continue,
+            Err(Errno::EINTR) => continue,
             r => return r,
         }
     }
@@ -317,17 +352,54 @@ pub fn brk_now() -> u64 {
     check(unsafe { syscall!(Sysno::brk, 0) }).unwrap_or(0) as u64
 }
 
-/// prctl(PR_SET_MM, PR_SET_MM_MAP, map): sets the layout fields /proc
-/// shows, the saved auxv, and (privileged) the exe file, in one call.
-pub fn set_mm_map(map: &linux_raw_sys::prctl::prctl_mm_map) -> Result<()> {
-    use linux_raw_sys::prctl::{PR_SET_MM, PR_SET_MM_MAP};
-    prctl(
-        PR_SET_MM,
-        PR_SET_MM_MAP as usize,
-        map as *const _ as usize,
-        core::mem::size_of_val(map),
-        0,
-    )
+/// The layout fields of `/proc/PID/stat` that PR_SET_MM_MAP sets.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct MmLayout {
+    pub start_code: u64,
+    pub end_code: u64,
+    pub start_data: u64,
+    pub end_data: u64,
+    pub start_brk: u64,
+    pub brk: u64,
+    pub start_stack: u64,
+    pub arg_start: u64,
+    pub arg_end: u64,
+    pub env_start: u64,
+    pub env_end: u64,
+}
+
+/// prctl(PR_SET_MM, PR_SET_MM_MAP): sets the layout fields /proc shows,
+/// the saved auxv (`/proc/PID/auxv`: its words, AT_NULL pair included) and,
+/// with privilege, the exe file (`/proc/PID/exe`), in one call.
+pub fn set_mm_map(layout: &MmLayout, auxv: &[u64], exe_fd: Option<Fd>) -> Result<()> {
+    use linux_raw_sys::prctl::{PR_SET_MM, PR_SET_MM_MAP, prctl_mm_map};
+    let map = prctl_mm_map {
+        start_code: layout.start_code,
+        end_code: layout.end_code,
+        start_data: layout.start_data,
+        end_data: layout.end_data,
+        start_brk: layout.start_brk,
+        brk: layout.brk,
+        start_stack: layout.start_stack,
+        arg_start: layout.arg_start,
+        arg_end: layout.arg_end,
+        env_start: layout.env_start,
+        env_end: layout.env_end,
+        auxv: auxv.as_ptr() as *mut u64,
+        auxv_size: core::mem::size_of_val(auxv) as u32,
+        exe_fd: exe_fd.map_or(u32::MAX, |fd| fd as u32),
+    };
+    // SAFETY: the kernel reads `map` and the `auxv_size` bytes of the live
+    // slice `auxv` points at.
+    unsafe {
+        prctl(
+            PR_SET_MM,
+            PR_SET_MM_MAP as usize,
+            &map as *const _ as usize,
+            core::mem::size_of_val(&map),
+            0,
+        )
+    }
     .map(|_| ())
 }
 

@@ -5,10 +5,14 @@
 //! - `_start`: entered by the kernel with the initial stack; relocates the
 //!   image (R_*_RELATIVE only) and calls `hugeload_start(sp)` with the
 //!   kernel's stack pointer, before any Rust code runs;
-//! - `enter(entry, sp)`: hands the process to a program entry point with the
-//!   registers the psABI and glibc's `_start` expect;
+//! - `enter(entry, sp, unmap)`: unmaps hugeload's work stack `unmap`, then
+//!   hands the process to a program entry point with the registers the
+//!   psABI and glibc's `_start` expect;
 //! - `switch_stack(sp, f, arg)`: runs `f(arg)` on a new stack pointer;
-//! - `memcpy`, `memmove`, `memset`, `memcmp`, `bcmp`, `strlen`.
+//! - `memcpy`, `memmove`, `memset`, `memcmp`, `bcmp`, `strlen`;
+//! - the constants below: the ELF machine, the standard interpreters, the
+//!   user address limit, the PIE and brk placement of the kernel, and the
+//!   binfmt_misc magic and mask.
 
 use core::arch::global_asm;
 
@@ -19,6 +23,18 @@ pub const ELF_MACHINE: u16 = 62;
 pub static GLIBC_INTERP: &[u8] = b"/lib64/ld-linux-x86-64.so.2\0";
 /// musl's program interpreter of this architecture, with its NUL.
 pub static MUSL_INTERP: &[u8] = b"/lib/ld-musl-x86_64.so.1\0";
+/// One past the highest user address with 4-level paging, less the guard
+/// page (TASK_SIZE_MAX).
+pub const USER_TOP: u64 = 0x7fff_ffff_f000;
+/// The binfmt_misc magic of a marked program: a 64-bit little-endian ELF
+/// (class, data, version) with `e_ident[15] = 'H'` and `e_machine` =
+/// EM_X86_64; and the mask that ignores the OS ABI and the rest of the
+/// padding, and `e_type`. Escaped as binfmt_misc's register file reads
+/// them.
+pub const BINFMT_MAGIC: &str =
+    "\\x7fELF\\x02\\x01\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x48\\x00\\x00\\x3e\\x00";
+pub const BINFMT_MASK: &str =
+    "\\xff\\xff\\xff\\xff\\xff\\xff\\xff\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\xff\\x00\\x00\\xff\\xff";
 /// `R_X86_64_RELATIVE`.
 pub const REL_RELATIVE: u32 = 8;
 

@@ -1,0 +1,51 @@
+//! Facts about this process and host that decide how ranges are placed,
+//! probed once before the load and passed down.
+
+use super::sys;
+
+/// See the module comment.
+#[derive(Clone, Copy, Debug)]
+pub struct Host {
+    /// THP is disabled for this process (PR_SET_THP_DISABLE).
+    pub thp_disabled: bool,
+    /// A debugger traces this process (TracerPid in /proc/self/status).
+    pub traced: bool,
+    /// Memory-deny-write-execute: no mprotect may add exec.
+    pub mdwe: bool,
+    /// Address-space randomization is on (not `setarch -R`).
+    pub randomizes: bool,
+}
+
+impl Host {
+    pub fn probe() -> Host {
+        const ADDR_NO_RANDOMIZE: u32 = 0x0040000;
+        Host {
+            thp_disabled: sys::thp_disabled(),
+            traced: is_traced(),
+            mdwe: sys::mdwe_refuses_exec_gain(),
+            randomizes: sys::personality() & ADDR_NO_RANDOMIZE == 0,
+        }
+    }
+}
+
+fn is_traced() -> bool {
+    let mut buf = [0u8; 4096];
+    sys::read_small(b"/proc/self/status", &mut buf)
+        .unwrap_or(b"")
+        .split(|&b| b == b'\n')
+        .find_map(|l| l.strip_prefix(b"TracerPid:"))
+        .is_some_and(|v| v.iter().any(|&b| (b'1'..=b'9').contains(&b)))
+}
+
+/// Free 2 MiB pages in the hugetlb pool now (it changes as hugeload takes
+/// pages, so it is read when a mapping fails, not once).
+pub fn hugetlb_free_pages() -> u64 {
+    let mut buf = [0u8; 32];
+    sys::read_small(
+        b"/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages",
+        &mut buf,
+    )
+    .map(|text| text.strip_suffix(b"\n").unwrap_or(text))
+    .and_then(|text| core::str::from_utf8(text).ok()?.parse().ok())
+    .unwrap_or(0)
+}

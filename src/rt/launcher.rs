@@ -1,0 +1,72 @@
+//! Launcher mode, `hugeload [OPTIONS] PROGRAM [ARGS...]`: hugeload's own
+//! command line chooses what to do; running a program is the shared load
+//! (`load::load`).
+
+use super::boot::Boot;
+use super::host::Host;
+use super::load::{self, Request};
+use super::sys;
+use super::{mark, stat};
+use hugeload::options::{self, Command};
+
+const USAGE: &str = "\
+usage: hugeload [OPTIONS] [--] PROGRAM [ARGS...]
+Runs PROGRAM with its code on 2 MiB pages.
+  -s, --strategy=conservative|aggressive   how text edges are rounded (default conservative)
+  -b, --backend=auto|thp|hugetlb|off       where huge pages come from (default auto)
+  -v, --verbose                            report what was mapped, and why anything was not
+      --argv0=NAME                         argv[0] for the program (default: PROGRAM as given)
+      --perf-map                           write /tmp/perf-PID.map for the code moved to huge pages
+      --stat [--json] PID...               how much code of running processes is on huge pages
+      --mark FILE... / --unmark FILE...    set/clear the binfmt_misc marker (e_ident[15] = 'H')
+      --binfmt-rule                        print the binfmt_misc rule for /etc/binfmt.d/hugeload.conf
+  -h, --help                               this text
+  -V, --version                            the version
+Environment: HUGELOAD_STRATEGY, HUGELOAD_BACKEND, HUGELOAD_VERBOSE=1, HUGELOAD_OFF=1,
+HUGELOAD_PERFMAP=1, HUGELOAD_INTERP=PATH (PT_INTERP mode)
+(options win; all ignored for secure-execution programs).
+";
+
+pub fn main(boot: &Boot) -> ! {
+    let mut settings = boot.settings();
+    let command = options::parse(boot.args_from(1), &mut settings);
+    match command {
+        Ok(Command::Run { program, argv0 }) => {
+            let index = 1 + program;
+            let typed = boot.arg(index).unwrap_or(b"");
+            let request = Request {
+                typed,
+                argv0: argv0.unwrap_or(typed),
+                rest: index + 1,
+                search_path: true,
+                execfd: None,
+            };
+            let host = Host::probe();
+            match load::load(boot, &host, &settings, &request) {
+                Ok(handoff) => handoff.enter(),
+                Err(failure) => failure.exit(),
+            }
+        }
+        Ok(Command::Help) => {
+            sys::write_all(1, USAGE.as_bytes());
+            sys::exit(0)
+        }
+        Ok(Command::Version) => {
+            let version = concat!("hugeload ", env!("CARGO_PKG_VERSION"), "\n");
+            sys::write_all(1, version.as_bytes());
+            sys::exit(0)
+        }
+        Ok(Command::Mark { files }) => mark::main(boot, 1 + files, true),
+        Ok(Command::Unmark { files }) => mark::main(boot, 1 + files, false),
+        Ok(Command::BinfmtRule) => mark::print_rule(),
+        Ok(Command::Stat { args }) => stat::main(boot, 1 + args),
+        Err(e) => {
+            let (text, what) = e.message();
+            let mut l = super::diag::line();
+            l.str(text).bytes(what);
+            super::diag::emit(&mut l);
+            sys::write_all(2, USAGE.as_bytes());
+            sys::exit(2)
+        }
+    }
+}
