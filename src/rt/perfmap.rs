@@ -3,10 +3,12 @@
 //! `hugeload::perfmap`). Only asked for with `--perf-map` or
 //! `HUGELOAD_PERFMAP=1` (never for secure-execution programs).
 
+use super::arch;
 use super::diag::Report;
 use super::file::OpenFile;
 use super::out::Out;
 use super::sys::{self, CPath};
+use hugeload::elf::{self, EHDR_SIZE};
 use hugeload::fmt::Line;
 use hugeload::perfmap;
 use hugeload::plan::Range;
@@ -60,17 +62,12 @@ impl Drop for View {
     }
 }
 
-fn getpid() -> u64 {
-    // SAFETY: getpid takes no arguments.
-    unsafe { syscalls::syscall!(syscalls::Sysno::getpid) }.unwrap_or(0) as u64
-}
-
 pub fn write(file: &OpenFile, bias: u64, moved: &[Range], path: &[u8], report: &Report) {
     if moved.is_empty() {
         return;
     }
     let mut name = Line::new();
-    name.str("/tmp/perf-").dec(getpid()).str(".map");
+    name.str("/tmp/perf-").dec(sys::getpid()).str(".map");
     let Some(map_path) = CPath::from_parts(&[name.as_bytes()]) else {
         return;
     };
@@ -91,11 +88,17 @@ pub fn write(file: &OpenFile, bias: u64, moved: &[Range], path: &[u8], report: &
     };
     let mut out = Out::new(fd);
     let mut count = 0u64;
-    let mut header = [0u8; 64];
-    if file.read_exact(&mut header, 0).is_ok() {
-        let shoff = u64::from_le_bytes(header[40..48].try_into().unwrap_or([0; 8]));
-        let shnum = u16::from_le_bytes([header[60], header[61]]) as u64;
-        let tables = View::new(file, shoff, shnum * perfmap::SHDR_SIZE as u64);
+    let mut header = [0u8; EHDR_SIZE];
+    let header = file
+        .read_exact(&mut header, 0)
+        .ok()
+        .and_then(|()| elf::parse_header(&header, arch::ELF_MACHINE).ok());
+    if let Some(header) = header {
+        let tables = View::new(
+            file,
+            header.e_shoff,
+            header.e_shnum as u64 * perfmap::SHDR_SIZE as u64,
+        );
         let symbols = tables
             .as_ref()
             .and_then(|t| perfmap::symbol_tables(t.bytes()));

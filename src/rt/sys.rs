@@ -266,6 +266,11 @@ pub fn set_name(name: &[u8]) {
     let _ = unsafe { prctl(linux_raw_sys::prctl::PR_SET_NAME, comm.as_ptr() as usize, 0, 0, 0) };
 }
 
+pub fn getpid() -> u64 {
+    // SAFETY: getpid takes no arguments.
+    check(unsafe { syscall!(Sysno::getpid) }).unwrap_or(0) as u64
+}
+
 /// Random bytes from the kernel, without blocking; zeros if unavailable.
 pub fn random_u64() -> u64 {
     let mut v = [0u8; 8];
