@@ -39,6 +39,8 @@ mod mark;
 mod out;
 #[path = "rt/own.rs"]
 mod own;
+#[path = "rt/pagecache.rs"]
+mod pagecache;
 #[path = "rt/perfmap.rs"]
 mod perfmap;
 #[path = "rt/procview.rs"]

@@ -5,9 +5,12 @@ use crate::plan::Strategy;
 /// Where huge pages come from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
-    /// hugetlb when the pool has pages, else transparent huge pages, else
-    /// normal pages.
+    /// The page cache where it can serve (no copy), then hugetlb when the
+    /// pool has pages, else transparent huge pages, else normal pages.
     Auto,
+    /// The file's own page cache, in 2 MiB folios mapped with PMD entries:
+    /// no copy, shared by every process that maps the file.
+    PageCache,
     /// Transparent huge pages only (anonymous memory, `MADV_HUGEPAGE`).
     Thp,
     /// The hugetlb pool only (reserved when mapped, so no SIGBUS later).
@@ -20,6 +23,7 @@ impl Backend {
     pub fn name(self) -> &'static str {
         match self {
             Backend::Auto => "auto",
+            Backend::PageCache => "pagecache",
             Backend::Thp => "thp",
             Backend::Hugetlb => "hugetlb",
             Backend::Off => "off",
@@ -28,6 +32,7 @@ impl Backend {
     fn parse(value: &[u8]) -> Option<Backend> {
         match value {
             b"auto" => Some(Backend::Auto),
+            b"pagecache" => Some(Backend::PageCache),
             b"thp" => Some(Backend::Thp),
             b"hugetlb" => Some(Backend::Hugetlb),
             b"off" => Some(Backend::Off),

@@ -408,6 +408,91 @@ pub fn code_and_data(image: &Image, bias: u64) -> [u64; 4] {
     ]
 }
 
+/// Why a 2 MiB block cannot be mapped straight from the page cache.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CacheRefusal {
+    /// Its address is not congruent with its file offset modulo 2 MiB (an
+    /// LLD layout, or a base that does not align it), or segments in it
+    /// map the file with different offsets.
+    NotCongruent,
+    /// It shares its 2 MiB with writable data.
+    Writable,
+    /// It holds zero-filled memory (bss) of a segment.
+    ZeroFill,
+    /// Its file range passes the end of the file.
+    PastEndOfFile,
+}
+
+impl CacheRefusal {
+    pub fn message(self) -> &'static str {
+        match self {
+            CacheRefusal::NotCongruent => {
+                "its address is not congruent with its file offset modulo 2 MiB"
+            }
+            CacheRefusal::Writable => "it shares its 2 MiB with writable data",
+            CacheRefusal::ZeroFill => "it holds zero-filled (bss) memory",
+            CacheRefusal::PastEndOfFile => "it reaches past the end of the file",
+        }
+    }
+}
+
+/// The file offset whose 2 MiB the block `block` (2 MiB-aligned, at its
+/// final address) can map straight from the page cache, if one read-only
+/// file mapping shows exactly what the segments put there: every segment
+/// in it is read-only, maps from the file (no bss) with the same
+/// address-to-offset distance, that offset is congruent with the address
+/// modulo 2 MiB (the condition for a PMD mapping of a 2 MiB folio), and
+/// the block's 2 MiB lie inside the file. Gaps between segments show the
+/// file's bytes there, read-only.
+pub fn cache_offset(
+    image: &Image,
+    bias: u64,
+    block: Range,
+    file_size: u64,
+) -> Result<u64, CacheRefusal> {
+    let mut distance = None;
+    for s in &image.loads {
+        if !occupied(s, bias).overlaps(&block) {
+            continue;
+        }
+        if s.is_write() {
+            return Err(CacheRefusal::Writable);
+        }
+        let zero = Range::new(bias + s.file_page_end(), bias + s.page_end());
+        if s.memsz > s.filesz && zero.overlaps(&block) {
+            return Err(CacheRefusal::ZeroFill);
+        }
+        let d = s.vaddr as i128 - s.offset as i128;
+        if distance.is_some_and(|x| x != d) {
+            return Err(CacheRefusal::NotCongruent);
+        }
+        distance = Some(d);
+    }
+    let d = distance.ok_or(CacheRefusal::NotCongruent)?;
+    let offset = block.start as i128 - bias as i128 - d;
+    if offset < 0 || offset % HUGE as i128 != 0 {
+        return Err(CacheRefusal::NotCongruent);
+    }
+    if offset + HUGE as i128 > file_size as i128 {
+        return Err(CacheRefusal::PastEndOfFile);
+    }
+    Ok(offset as u64)
+}
+
+/// The bias modulo 2 MiB that makes the largest executable segment's
+/// addresses congruent with its file offsets, so its 2 MiB blocks can be
+/// mapped from the page cache; `None` if the image's alignment forbids it.
+pub fn congruent_phase(image: &Image) -> Option<u64> {
+    let text = image
+        .loads
+        .iter()
+        .filter(|s| s.is_exec())
+        .max_by_key(|s| s.filesz)?;
+    let phase = text.offset.wrapping_sub(text.vaddr) % HUGE;
+    let step = image.max_align.clamp(PAGE, HUGE);
+    phase.is_multiple_of(step).then_some(phase)
+}
+
 /// Where a PIE goes, planned before anything is mapped: the plan at a
 /// probe bias that has the chosen phase, and the reservation it needs
 /// relative to the bias. The placement phase picks the real bias (phase
@@ -804,6 +889,70 @@ mod tests {
         // Too close to the top, or below the lowest address: none.
         assert_eq!(bias_near(TOP - M, 0, 8 * M, 0, TOP), None);
         assert_eq!(bias_near(0, -(4 * HUGE as i64), M, 0, TOP), None);
+    }
+
+    #[test]
+    fn page_cache_blocks_need_congruence_read_only_file_bytes_and_the_file() {
+        // GNU ld: text at offset == vaddr, rodata after it at the same
+        // distance, data on its own.
+        let at = |vaddr: u64, memsz: u64, flags: u32| Load {
+            offset: vaddr,
+            ..load(vaddr, memsz, flags)
+        };
+        let img = image(
+            ET_DYN,
+            0x1000,
+            &[
+                at(0, 0x1000, R),
+                at(0x1000, 9 * M, RX),
+                at(0x1000 + 9 * M, 3 * M, R),
+                at(0xc0_3000, 0x5000, RW),
+            ],
+        );
+        let file = 13 * M;
+        let block = |b: u64, k: u64| Range::new(b + k * HUGE, b + (k + 1) * HUGE);
+        let bias = 7 * HUGE;
+        assert_eq!(congruent_phase(&img), Some(0));
+        assert_eq!(cache_offset(&img, bias, block(bias, 1), file), Ok(HUGE));
+        // The first block holds the headers' segment too, at the same
+        // distance: one file mapping shows both.
+        assert_eq!(cache_offset(&img, bias, block(bias, 0), file), Ok(0));
+        // A block with rodata and text.
+        assert_eq!(cache_offset(&img, bias, block(bias, 4), file), Ok(4 * HUGE));
+        // The block with data in it.
+        assert_eq!(
+            cache_offset(&img, bias, block(bias, 6), file),
+            Err(CacheRefusal::Writable)
+        );
+        // Past the end of a shorter file.
+        assert_eq!(
+            cache_offset(&img, bias, block(bias, 4), 9 * M),
+            Err(CacheRefusal::PastEndOfFile)
+        );
+        // A bias off the 2 MiB grid: nothing is congruent.
+        let odd = bias + 0x1000;
+        assert_eq!(
+            cache_offset(&img, odd, Range::new(bias + HUGE, bias + 2 * HUGE), file),
+            Err(CacheRefusal::NotCongruent)
+        );
+        // LLD: text one page above its offset; the congruent phase shifts
+        // the bias by that page.
+        let mut lld_text = load(0x2000, 9 * M, RX);
+        lld_text.offset = 0x1000;
+        let lld = image(ET_DYN, 0x2000, &[load(0, 0x1000, R), lld_text]);
+        let phase = congruent_phase(&lld).unwrap();
+        assert_eq!(phase, HUGE - 0x1000);
+        let b = 3 * HUGE + phase;
+        let blk = Range::new(b + 0x1000 + HUGE, b + 0x1000 + 2 * HUGE);
+        assert_eq!(cache_offset(&lld, b, blk, file), Ok(HUGE));
+        // bss in an executable segment.
+        let mut bss_text = load(0x1000, 5 * M, RX);
+        bss_text.filesz = M;
+        let bss = image(ET_DYN, 0x1000, &[bss_text]);
+        assert_eq!(
+            cache_offset(&bss, bias, block(bias, 1), file),
+            Err(CacheRefusal::ZeroFill)
+        );
     }
 
     #[test]

@@ -135,7 +135,8 @@ pub struct Code<'a> {
 }
 
 impl Code<'_> {
-    /// What backs its 2 MiB pages: `thp`, `hugetlb`, `file-thp`, `shmem-thp`
+    /// What backs its 2 MiB pages: `thp`, `hugetlb`, `pagecache` (a file's own
+    /// 2 MiB folios, no copy), `shmem-thp`
     /// or `-` for none.
     pub fn backend(&self) -> &'static str {
         let m = &self.mapping;
@@ -144,7 +145,7 @@ impl Code<'_> {
         } else if m.anon_huge_kb > 0 {
             "thp"
         } else if m.file_pmd_kb > 0 {
-            "file-thp"
+            "pagecache"
         } else if m.shmem_pmd_kb > 0 {
             "shmem-thp"
         } else {

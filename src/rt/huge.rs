@@ -10,6 +10,7 @@ use super::diag::Report;
 use super::file::OpenFile;
 use super::host::{self, Host};
 use super::map;
+use super::pagecache;
 use super::sys::{self, Advice, CPath, Errno};
 use hugeload::elf::Image;
 use hugeload::options::Backend;
@@ -22,6 +23,8 @@ use linux_raw_sys::general::{
 /// Which kind of huge page a range got.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HugeKind {
+    /// The file's page cache, PMD-mapped: no copy.
+    PageCache,
     Thp,
     Hugetlb,
 }
@@ -29,6 +32,7 @@ pub enum HugeKind {
 impl HugeKind {
     pub fn name(self) -> &'static str {
         match self {
+            HugeKind::PageCache => "pagecache",
             HugeKind::Thp => "thp",
             HugeKind::Hugetlb => "hugetlb",
         }
@@ -57,6 +61,7 @@ const fn cause(step: &'static str, errno: Errno) -> Cause {
 pub struct Outcome {
     pub range: Range,
     pub kind: Option<HugeKind>,
+    pub pagecache: Option<Cause>,
     pub hugetlb: Option<Cause>,
     pub thp: Option<Cause>,
 }
@@ -100,19 +105,40 @@ pub struct Target<'a> {
 pub fn place_ranges(t: &Target, huge: &[Range], backend: Backend, host: &Host) -> Outcomes {
     // A debugger cannot write breakpoints into hugetlb code (a shared
     // mapping), so a traced process prefers THP.
-    let order: &[HugeKind] = match backend {
+    let copies: &[HugeKind] = match backend {
         Backend::Hugetlb => &[HugeKind::Hugetlb],
         Backend::Thp => &[HugeKind::Thp],
         Backend::Auto if host.traced => &[HugeKind::Thp, HugeKind::Hugetlb],
         Backend::Auto => &[HugeKind::Hugetlb, HugeKind::Thp],
-        Backend::Off => &[],
+        Backend::PageCache | Backend::Off => &[],
     };
+    // The page cache first: what it serves needs no copy.
+    let mut runs = pagecache::Runs::new();
+    if matches!(backend, Backend::Auto | Backend::PageCache) {
+        runs = pagecache::place(t, huge, host);
+    } else {
+        for &range in huge {
+            let _ = runs.push(pagecache::Run { range, cause: None });
+        }
+    }
+    let from_cache = matches!(backend, Backend::Auto | Backend::PageCache);
     let mut outcomes = Outcomes::new();
-    for r in huge {
-        let mut start = r.start;
-        while start < r.end {
-            let piece = Range::new(start, (start + plan::PIECE).min(r.end));
-            let outcome = map_huge(t, piece, order, host);
+    for run in &runs {
+        if from_cache && run.cause.is_none() {
+            let _ = outcomes.push(Outcome {
+                range: run.range,
+                kind: Some(HugeKind::PageCache),
+                pagecache: None,
+                hugetlb: None,
+                thp: None,
+            });
+            continue;
+        }
+        let mut start = run.range.start;
+        while start < run.range.end {
+            let piece = Range::new(start, (start + plan::PIECE).min(run.range.end));
+            let mut outcome = map_huge(t, piece, copies, host);
+            outcome.pagecache = run.cause;
             start = outcome.range.end;
             let _ = outcomes.push(outcome);
         }
@@ -128,6 +154,7 @@ fn map_huge(t: &Target, range: Range, order: &[HugeKind], host: &Host) -> Outcom
     let mut outcome = Outcome {
         range,
         kind: None,
+        pagecache: None,
         hugetlb: None,
         thp: None,
     };
@@ -135,6 +162,7 @@ fn map_huge(t: &Target, range: Range, order: &[HugeKind], host: &Host) -> Outcom
         let placed = match kind {
             HugeKind::Hugetlb => try_hugetlb(t, range).map_err(|c| outcome.hugetlb = Some(c)),
             HugeKind::Thp => try_thp(t, range, host).map_err(|c| outcome.thp = Some(c)),
+            HugeKind::PageCache => continue,
         };
         if let Ok(placed) = placed {
             outcome.range = placed;

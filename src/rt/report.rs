@@ -51,6 +51,7 @@ pub fn report_program(
         while let Some(next) = loaded.outcomes.get(i + 1) {
             let same = next.range.start == o.range.end
                 && next.kind == o.kind
+                && next.pagecache == o.pagecache
                 && next.hugetlb == o.hugetlb
                 && next.thp == o.thp;
             if !same {
@@ -144,7 +145,11 @@ fn say_cause(report: &Report, range: Range, o: &Outcome) {
             .str("-")
             .hex(range.end, 16)
             .str(" on 4 KiB pages:");
-        for (backend, c) in [("hugetlb", o.hugetlb), ("thp", o.thp)] {
+        for (backend, c) in [
+            ("pagecache", o.pagecache),
+            ("hugetlb", o.hugetlb),
+            ("thp", o.thp),
+        ] {
             if let Some(c) = c {
                 l.str(" ").str(backend).str(": ").str(c.step);
                 if let Some(e) = c.errno {

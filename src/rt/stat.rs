@@ -8,9 +8,6 @@ use super::out::Out;
 use super::sys::{self, CPath};
 use hugeload::fmt::Line;
 use hugeload::smaps::{self, Code, Totals};
-use linux_raw_sys::general::{
-    MAP_ANONYMOUS, MAP_NORESERVE, MAP_PRIVATE, O_CLOEXEC, O_RDONLY, PROT_READ, PROT_WRITE,
-};
 
 /// The largest smaps file read.
 const SMAPS_MAX: usize = 256 << 20;
@@ -24,22 +21,10 @@ pub fn main(boot: &Boot, first: usize) -> ! {
         diag::emit(&mut l);
         sys::exit(2);
     }
-    // SAFETY: a fresh private mapping at an address the kernel chooses.
-    let buf = unsafe {
-        sys::mmap(
-            0,
-            SMAPS_MAX,
-            PROT_READ | PROT_WRITE,
-            MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-            -1,
-            0,
-        )
-    };
-    let Ok(buf) = buf else {
+    let Ok(mut scratch) = sys::Scratch::new(SMAPS_MAX) else {
         diag::fail(b"--stat", sys::Errno::ENOMEM.into());
     };
-    // SAFETY: the mapping just made, used only here.
-    let buf = unsafe { core::slice::from_raw_parts_mut(buf as *mut u8, SMAPS_MAX) };
+    let buf = scratch.bytes_mut();
     let mut out = Out::new(1);
     let mut status = 0;
     for pid in pids {
@@ -72,20 +57,7 @@ fn read_smaps(pid: &[u8], buf: &mut [u8]) -> Result<usize, sys::Errno> {
         return Err(sys::Errno::ENOENT);
     }
     let path = CPath::from_parts(&[b"/proc/", pid, b"/smaps"]).ok_or(sys::Errno::EINVAL)?;
-    let fd = sys::open(&path, O_RDONLY | O_CLOEXEC)?;
-    let mut n = 0;
-    while n < buf.len() {
-        match sys::read(fd, &mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) => {
-                sys::close(fd);
-                return Err(e);
-            }
-        }
-    }
-    sys::close(fd);
-    Ok(n)
+    sys::read_file(&path, buf)
 }
 
 fn print_text(out: &mut Out, pid: &[u8], text: &[u8]) {

@@ -208,16 +208,42 @@ pub enum Advice {
     HugePage,
     /// Collapse the range into huge pages now (Linux 6.1+).
     Collapse,
+    /// Expect random access: no readahead beyond the fault (for a file
+    /// mapping with HugePage, each fault reads one 2 MiB folio).
+    Random,
+    /// Back to the default access pattern.
+    Normal,
 }
 
 pub fn madvise(addr: usize, len: usize, advice: Advice) -> Result<()> {
-    use linux_raw_sys::general::{MADV_COLLAPSE, MADV_HUGEPAGE};
+    use linux_raw_sys::general::{MADV_COLLAPSE, MADV_HUGEPAGE, MADV_NORMAL, MADV_RANDOM};
     let advice = match advice {
         Advice::HugePage => MADV_HUGEPAGE,
         Advice::Collapse => MADV_COLLAPSE,
+        Advice::Random => MADV_RANDOM,
+        Advice::Normal => MADV_NORMAL,
     };
     // SAFETY: the advice values above keep the contents of any range.
     check(unsafe { syscall!(Sysno::madvise, addr, len, advice) }).map(|_| ())
+}
+
+/// posix_fadvise(POSIX_FADV_DONTNEED): asks the kernel to drop the file's
+/// cached pages in the range. It drops only clean pages that no process
+/// maps; it never changes the file.
+pub fn drop_clean_cache(fd: Fd, offset: u64, len: u64) -> Result<()> {
+    const POSIX_FADV_DONTNEED: usize = 4;
+    // SAFETY: no memory is passed.
+    check(unsafe { syscall!(Sysno::fadvise64, fd, offset, len, POSIX_FADV_DONTNEED) }).map(|_| ())
+}
+
+/// sync_file_range(WAIT_BEFORE | WRITE | WAIT_AFTER): writes the range's
+/// dirty cached pages back to the file (what the kernel would write
+/// anyway) and waits, so that they become clean and droppable. Works on a
+/// read-only descriptor.
+pub fn write_back(fd: Fd, offset: u64, len: u64) -> Result<()> {
+    const FLAGS: usize = 1 | 2 | 4;
+    // SAFETY: no memory is passed.
+    check(unsafe { syscall!(Sysno::sync_file_range, fd, offset, len, FLAGS) }).map(|_| ())
 }
 
 pub fn memfd_create(name: &CPath, flags: u32) -> Result<Fd> {
@@ -406,6 +432,64 @@ pub fn set_mm_map(layout: &MmLayout, auxv: &[u64], exe_fd: Option<Fd>) -> Result
         )
     }
     .map(|_| ())
+}
+
+/// Reads the whole file at `path` into `buf` (up to its length); returns
+/// how many bytes were read.
+pub fn read_file(path: &CPath, buf: &mut [u8]) -> Result<usize> {
+    use linux_raw_sys::general::{O_CLOEXEC, O_RDONLY};
+    let fd = open(path, O_RDONLY | O_CLOEXEC)?;
+    let mut n = 0;
+    while n < buf.len() {
+        match read(fd, &mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) => {
+                close(fd);
+                return Err(e);
+            }
+        }
+    }
+    close(fd);
+    Ok(n)
+}
+
+/// A private anonymous buffer, unmapped when dropped: room for reading
+/// /proc files too large for the stack.
+pub struct Scratch {
+    addr: usize,
+    len: usize,
+}
+
+impl Scratch {
+    pub fn new(len: usize) -> Result<Scratch> {
+        use linux_raw_sys::general::{
+            MAP_ANONYMOUS, MAP_NORESERVE, MAP_PRIVATE, PROT_READ, PROT_WRITE,
+        };
+        // SAFETY: a fresh private mapping at an address the kernel chooses.
+        let addr = unsafe {
+            mmap(
+                0,
+                len,
+                PROT_READ | PROT_WRITE,
+                MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                -1,
+                0,
+            )
+        }?;
+        Ok(Scratch { addr, len })
+    }
+    pub fn bytes_mut(&mut self) -> &mut [u8] {
+        // SAFETY: the mapping is ours, writable, and lives as long as `self`.
+        unsafe { core::slice::from_raw_parts_mut(self.addr as *mut u8, self.len) }
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        // SAFETY: the mapping is ours; no slice of it outlives `self`.
+        let _ = unsafe { munmap(self.addr, self.len) };
+    }
 }
 
 /// Reads a small file (under /proc or /sys) into `buf` with one read;
