@@ -509,9 +509,9 @@ pub struct PieLayout {
     pub plan: Plan,
 }
 
-/// The layout of a PIE (see [`PieLayout`]).
-pub fn pie_layout(image: &Image, strategy: Strategy) -> PieLayout {
-    let phase = choose_phase(image, strategy);
+/// The layout of a PIE (see [`PieLayout`]) whose bias is `phase` modulo
+/// 2 MiB ([`choose_phase`] or [`congruent_phase`]).
+pub fn pie_layout(image: &Image, strategy: Strategy, phase: u64) -> PieLayout {
     // 4 MiB and more keeps every address of the probe positive.
     let probe_bias = phase + 4 * HUGE;
     let plan = plan(image, probe_bias, strategy, Range::ALL);
@@ -863,7 +863,7 @@ mod tests {
         for strategy in [Strategy::Conservative, Strategy::Aggressive] {
             for text in [300 * 1024, 5 * M, 33 * M + 12345] {
                 let img = pie(text);
-                let layout = pie_layout(&img, strategy);
+                let layout = pie_layout(&img, strategy, choose_phase(&img, strategy));
                 for k in [0u64, 1, 7, 0x2a_aaaa] {
                     let bias = layout.phase + k * HUGE;
                     let want = plan(&img, bias, strategy, Range::ALL);

@@ -20,9 +20,16 @@ pub enum Placement {
 }
 
 /// Plans the program `image` (the planning phase: pure, nothing mapped).
+/// A PIE's base is chosen so that its main text is congruent with its
+/// file offsets when the page cache may serve it (no copy), else so that
+/// the most text goes on huge pages.
 pub fn plan_program(image: &Image, settings: &Settings) -> Placement {
     if image.is_dyn() {
-        Placement::Pie(plan::pie_layout(image, settings.strategy))
+        let from_cache = matches!(settings.backend, Backend::Auto | Backend::PageCache);
+        let phase = plan::congruent_phase(image)
+            .filter(|_| from_cache)
+            .unwrap_or_else(|| plan::choose_phase(image, settings.strategy));
+        Placement::Pie(plan::pie_layout(image, settings.strategy, phase))
     } else {
         let window = Range::new(image.lo(), image.hi());
         Placement::Fixed(plan::plan(image, 0, settings.strategy, window))
@@ -46,6 +53,24 @@ impl Loaded {
     /// The ranges that really are on huge pages, adjacent pieces merged.
     pub fn huge_ranges(&self) -> Placed {
         huge::placed(&self.outcomes)
+    }
+    /// The ranges on huge pages that are copies (not the file's page cache):
+    /// what a profiler needs a perf map for.
+    pub fn copied_ranges(&self) -> Placed {
+        let copies = self
+            .outcomes
+            .iter()
+            .filter(|o| o.kind != Some(huge::HugeKind::PageCache));
+        let mut placed = Placed::new();
+        for o in copies.filter(|o| o.kind.is_some()) {
+            match placed.last_mut() {
+                Some(last) if last.end == o.range.start => last.end = o.range.end,
+                _ => {
+                    let _ = placed.push(o.range);
+                }
+            }
+        }
+        placed
     }
     /// One past the highest address the image occupies.
     pub fn end(&self) -> u64 {
@@ -73,24 +98,7 @@ pub fn map_program(
             plan
         }
     };
-    let mut outcomes = Outcomes::new();
-    if settings.backend != Backend::Off {
-        let target = Target {
-            file,
-            image,
-            bias: plan.bias,
-            name,
-            copy_from_memory: false,
-        };
-        outcomes = huge::place_ranges(&target, &plan.huge, settings.backend, host);
-    }
-    let loaded = Loaded {
-        bias: plan.bias,
-        plan,
-        outcomes,
-    };
-    map::map_ordinary(file, image, loaded.bias, Range::ALL, &loaded.huge_ranges())?;
-    Ok(loaded)
+    place_and_map(file, image, plan, name, settings, host)
 }
 
 /// PT_INTERP mode: the kernel has mapped `image` at `bias`. Each planned
@@ -122,6 +130,74 @@ pub fn remap_in_place(
         plan,
         outcomes,
     }
+}
+
+/// PT_INTERP mode, a PIE the kernel placed at `bias` off the 2 MiB grid:
+/// maps it again at a bias congruent with its main text's file offsets
+/// (the nearest below, else above, where the address space is free), so
+/// the page cache can serve its text, and gives back what the kernel had
+/// mapped there. Only before any of the program has run, and never under
+/// a debugger (its breakpoints are in the kernel's mapping). `None` when
+/// it stays where it is.
+pub fn move_to_congruent(
+    file: &OpenFile,
+    image: &Image,
+    bias: u64,
+    name: &[u8],
+    settings: &Settings,
+    host: &Host,
+) -> Option<Result<Loaded, LoadError>> {
+    let from_cache = matches!(settings.backend, Backend::Auto | Backend::PageCache);
+    if !image.is_dyn() || host.traced || !from_cache {
+        return None;
+    }
+    let phase = plan::congruent_phase(image)?;
+    if bias % plan::HUGE == phase {
+        return None;
+    }
+    let layout = plan::pie_layout(image, settings.strategy, phase);
+    let old = Range::new(bias + image.lo(), bias + image.hi());
+    let down = plan::huge_down(bias.checked_sub(phase)?) + phase;
+    let new_bias = [down, down + plan::HUGE].into_iter().find(|&b| {
+        let start = b as i128 + layout.rel_start as i128;
+        let end = start + layout.len as i128;
+        start >= 0x10000
+            && end <= super::arch::USER_TOP as i128
+            && map::take_over(old, Range::new(start as u64, end as u64)).is_ok()
+    })?;
+    // Point of no return for the move: the old mapping is gone.
+    let plan = layout.plan.moved_to(new_bias);
+    Some(place_and_map(file, image, plan, name, settings, host))
+}
+
+/// Places the huge ranges of `plan` (its reservation made) and maps the
+/// rest of the image from the file.
+fn place_and_map(
+    file: &OpenFile,
+    image: &Image,
+    plan: Plan,
+    name: &[u8],
+    settings: &Settings,
+    host: &Host,
+) -> Result<Loaded, LoadError> {
+    let mut outcomes = Outcomes::new();
+    if settings.backend != Backend::Off {
+        let target = Target {
+            file,
+            image,
+            bias: plan.bias,
+            name,
+            copy_from_memory: false,
+        };
+        outcomes = huge::place_ranges(&target, &plan.huge, settings.backend, host);
+    }
+    let loaded = Loaded {
+        bias: plan.bias,
+        plan,
+        outcomes,
+    };
+    map::map_ordinary(file, image, loaded.bias, Range::ALL, &loaded.huge_ranges())?;
+    Ok(loaded)
 }
 
 /// Reserves and maps an interpreter (or any image) on ordinary pages.

@@ -78,7 +78,7 @@ pub fn load(
     let interp_loaded = map_interp(&program, interp.as_ref())?;
     let written = build_stack(boot, request, &program, &loaded, interp_loaded.as_ref())?;
     if settings.perf_map {
-        let moved = loaded.huge_ranges();
+        let moved = loaded.copied_ranges();
         perfmap::write(&program.elf.file, loaded.bias, &moved, program.path(), &report);
     }
     procview::set_for_program(

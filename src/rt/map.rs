@@ -134,6 +134,51 @@ pub fn reserve_pie(host: &Host, rel_start: i64, len: u64, phase: u64) -> Result<
     }
 }
 
+/// PT_INTERP mode: takes over the kernel's mapping of an image at `old`
+/// and extends it into a reservation of `new` (which overlaps it, moved by
+/// less than 2 MiB): the parts of `new` outside `old` are reserved without
+/// replacing anything, then `old` becomes one inaccessible reservation,
+/// and what of it lies outside `new` is given back. Nothing is changed if
+/// the parts outside `old` are not free.
+pub fn take_over(old: Range, new: Range) -> Result<(), LoadError> {
+    let below = Range::new(new.start, old.start.min(new.end));
+    let above = Range::new(old.end.max(new.start), new.end);
+    for (i, part) in [below, above].iter().enumerate() {
+        if part.is_empty() {
+            continue;
+        }
+        if let Err(e) = reserve_at(part.start, part.len()) {
+            if i == 1 && !below.is_empty() {
+                // SAFETY: the part reserved just before, unused.
+                let _ = unsafe { sys::munmap(below.start as usize, below.len() as usize) };
+            }
+            return Err(e.into());
+        }
+    }
+    // SAFETY: `old` is the kernel's mapping of the image, which nothing has
+    // run from or read yet; it becomes an inaccessible reservation.
+    unsafe {
+        sys::mmap(
+            old.start as usize,
+            old.len() as usize,
+            PROT_NONE,
+            MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
+            -1,
+            0,
+        )
+    }?;
+    for part in [
+        Range::new(old.start, new.start.min(old.end)),
+        Range::new(new.end.max(old.start), old.end),
+    ] {
+        if !part.is_empty() {
+            // SAFETY: a part of the reservation just made, outside `new`.
+            let _ = unsafe { sys::munmap(part.start as usize, part.len() as usize) };
+        }
+    }
+    Ok(())
+}
+
 /// Reserves an image that needs no huge pages (an interpreter): a PIE
 /// where the kernel likes, a fixed-address image at its addresses; returns
 /// the bias.

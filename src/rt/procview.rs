@@ -102,12 +102,13 @@ pub fn set_for_program(
 /// PT_INTERP mode: makes /proc/PID/auxv show the auxv the program gets,
 /// with AT_BASE naming the real interpreter. PR_SET_MM_MAP needs every
 /// layout field: they are read back from /proc/self/stat and given
-/// unchanged.
-pub fn save_auxv(boot: &Boot, report: &Report) {
+/// unchanged, except, for a program hugeload `moved`, its code and data
+/// bounds, and `brk` if the image now reaches past it.
+pub fn save_auxv(boot: &Boot, moved: Option<(&Image, &Loaded)>, report: &Report) {
     let mut buf = [0u8; 2048];
     let fields = sys::read_small(b"/proc/self/stat", &mut buf).and_then(hugeload::procstat::parse);
     let Some(f) = fields else { return };
-    let layout = MmLayout {
+    let mut layout = MmLayout {
         start_code: f.start_code,
         end_code: f.end_code,
         start_data: f.start_data,
@@ -120,6 +121,18 @@ pub fn save_auxv(boot: &Boot, report: &Report) {
         env_start: f.env_start,
         env_end: f.env_end,
     };
+    if let Some((image, loaded)) = moved {
+        let [start_code, end_code, start_data, end_data] =
+            plan::code_and_data(image, loaded.bias);
+        (layout.start_code, layout.end_code) = (start_code, end_code);
+        (layout.start_data, layout.end_data) = (start_data, end_data);
+        let end = page_up(loaded.end());
+        if layout.start_brk < end {
+            let grown = layout.brk - layout.start_brk;
+            layout.start_brk = end;
+            layout.brk = end + grown;
+        }
+    }
     let (addr, len) = boot.auxv_on_stack();
     if let Err(e) = sys::set_mm_map(&layout, auxv_words(addr as u64, len as u64), None) {
         report.say(|l| {

@@ -46,9 +46,28 @@ fn run(boot: &mut Boot, settings: &Settings, host: &Host) -> Result<Handoff, Fai
 
     // Point of no return: from here on the address space changes.
     let mut huge = Placed::new();
+    let mut moved = None;
+    let mut mapped = mapped;
     if let Some((program, bias)) = mapped {
         if settings.backend != Backend::Off {
-            huge = remap_program(program, bias, name, settings, host, &report);
+            let image = &program.image;
+            let loaded = match image::move_to_congruent(&program.file, image, bias, name, settings, host)
+            {
+                Some(Ok(loaded)) => {
+                    // The program now lives at the new bias: its entry and
+                    // headers too.
+                    boot.set_aux(AT_ENTRY, loaded.entry(image));
+                    boot.set_aux(AT_PHDR, loaded.phdr(image));
+                    mapped = Some((program, loaded.bias));
+                    loaded
+                }
+                Some(Err(e)) => return Err(Failure::new(name, e)),
+                None => image::remap_in_place(&program.file, image, bias, name, settings, host),
+            };
+            huge = finish_program(program, &loaded, name, settings, &report);
+            if loaded.bias != bias {
+                moved = Some((image, loaded));
+            }
         }
     }
     let entry = match interp {
@@ -73,7 +92,7 @@ fn run(boot: &mut Boot, settings: &Settings, host: &Host) -> Result<Handoff, Fai
             boot.aux(AT_ENTRY).unwrap_or(0)
         }
     };
-    procview::save_auxv(boot, &report);
+    procview::save_auxv(boot, moved.as_ref().map(|(i, l)| (*i, l)), &report);
     if let Some(program) = &program {
         program.file.close();
     }
@@ -155,30 +174,28 @@ fn matching_bias(boot: &Boot, program: &ElfFile, report: &Report) -> Option<u64>
     consistent.then_some(bias)
 }
 
-/// The program's text onto huge pages over the kernel's mapping; returns
-/// the ranges placed.
-fn remap_program(
+/// Reports the program's mapping, keeps hugetlb code in cores, writes the
+/// perf map; returns the ranges on huge pages.
+fn finish_program(
     program: &ElfFile,
-    bias: u64,
+    loaded: &Loaded,
     name: &[u8],
     settings: &Settings,
-    host: &Host,
     report: &Report,
 ) -> Placed {
     let image = &program.image;
-    let loaded: Loaded = image::remap_in_place(&program.file, image, bias, name, settings, host);
     report::report_program(
         report,
         name,
         image,
-        &loaded,
+        loaded,
         Some(b"(hugeload as PT_INTERP)"),
         settings,
     );
     let placed = loaded.huge_ranges();
     huge::keep_hugetlb_in_core_dumps(&loaded.outcomes, report);
     if settings.perf_map {
-        perfmap::write(&program.file, bias, &placed, name, report);
+        perfmap::write(&program.file, loaded.bias, &loaded.copied_ranges(), name, report);
     }
     placed
 }
