@@ -12,6 +12,7 @@ pub mod auxv;
 pub mod elf;
 pub mod error;
 pub mod fmt;
+pub mod ldcache;
 pub mod options;
 pub mod perfmap;
 pub mod plan;
