@@ -13,6 +13,7 @@ pub mod elf;
 pub mod error;
 pub mod fmt;
 pub mod ldcache;
+pub mod libsearch;
 pub mod options;
 pub mod perfmap;
 pub mod plan;
