@@ -15,6 +15,8 @@ pub mod error;
 pub mod exec;
 pub mod fmt;
 pub mod interp;
+pub mod ldcache;
+pub mod libsearch;
 pub mod options;
 pub mod perfmap;
 pub mod plan;
