@@ -229,6 +229,21 @@ impl Image {
     }
 }
 
+/// Checks that a program's entry point lies in the file bytes of an
+/// executable segment (a shared library opened only to be primed needs
+/// no entry point).
+pub fn check_entry(image: &Image) -> Result<(), LoadError> {
+    let entry_ok = image
+        .loads
+        .iter()
+        .any(|s| s.is_exec() && s.vaddr <= image.e_entry && image.e_entry < s.vaddr + s.filesz);
+    if entry_ok {
+        Ok(())
+    } else {
+        Err(LoadError::EntryOutsideImage)
+    }
+}
+
 /// Validates the program header `table` of a file of `file_size` bytes for
 /// a machine whose user addresses end below `user_top`.
 pub fn parse_image(
@@ -301,13 +316,6 @@ pub fn parse_image(
     }
     if image.hi() - image.lo() > MAX_IMAGE {
         return Err(LoadError::ImageTooLarge);
-    }
-    let entry_ok = image
-        .loads
-        .iter()
-        .any(|s| s.is_exec() && s.vaddr <= image.e_entry && image.e_entry < s.vaddr + s.filesz);
-    if !entry_ok {
-        return Err(LoadError::EntryOutsideImage);
     }
     image.phdr_vaddr = image
         .loads
@@ -466,7 +474,9 @@ pub mod testing {
     /// Parses `bytes` as a file of `file_size` bytes.
     pub fn image_of(bytes: &[u8], file_size: u64) -> Result<Image, LoadError> {
         let header = parse_header(bytes, 62)?;
-        parse_image(&header, &bytes[header.e_phoff as usize..], file_size, USER_TOP)
+        let image = parse_image(&header, &bytes[header.e_phoff as usize..], file_size, USER_TOP)?;
+        check_entry(&image)?;
+        Ok(image)
     }
 }
 

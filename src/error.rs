@@ -12,6 +12,8 @@ pub enum LoadError {
     /// PROGRAM has no `/` and no `PATH` entry holds it.
     CommandNotFound,
     NotElfOrScript,
+    /// A file to prime is not an ELF file.
+    NotElf,
     Elf32,
     BigEndian,
     ForeignMachine,
@@ -64,6 +66,7 @@ impl LoadError {
             LoadError::Os(errno) => errno.message(),
             LoadError::CommandNotFound => "command not found",
             LoadError::NotElfOrScript => "cannot execute: not an ELF executable or #! script",
+            LoadError::NotElf => "not an ELF file",
             LoadError::Elf32 => "cannot execute: 32-bit ELF (hugeload loads 64-bit programs)",
             LoadError::BigEndian => "cannot execute: big-endian ELF",
             LoadError::ForeignMachine => "cannot execute: ELF for another machine architecture",

@@ -92,9 +92,48 @@ impl Line {
     }
 }
 
+/// Writes `s` as the inside of a JSON string through `put`: quotes,
+/// backslashes and control bytes escaped, bytes above ASCII as `\u00XX`
+/// (file names need not be UTF-8).
+pub fn json_escape(s: &[u8], mut put: impl FnMut(&[u8])) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for &b in s {
+        match b {
+            b'"' => put(b"\\\""),
+            b'\\' => put(b"\\\\"),
+            0..=0x1f | 0x7f.. => put(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[(b >> 4) as usize],
+                HEX[(b & 15) as usize],
+            ]),
+            _ => put(&[b]),
+        }
+    }
+}
+
+impl Line {
+    /// `s` escaped for the inside of a JSON string.
+    pub fn json(&mut self, s: &[u8]) -> &mut Line {
+        json_escape(s, |b| {
+            self.bytes(b);
+        });
+        self
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_escapes_quotes_controls_and_high_bytes() {
+        let mut l = Line::new();
+        l.json(b"a\"b\\c\n\xff");
+        assert_eq!(l.as_bytes(), b"a\\\"b\\\\c\\u000a\\u00ff");
+    }
 
     #[test]
     fn formats_numbers() {

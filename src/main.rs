@@ -43,6 +43,8 @@ mod own;
 mod pagecache;
 #[path = "rt/perfmap.rs"]
 mod perfmap;
+#[path = "rt/prime.rs"]
+mod prime;
 #[path = "rt/procview.rs"]
 mod procview;
 #[path = "rt/ptinterp.rs"]

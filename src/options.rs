@@ -57,6 +57,9 @@ pub struct Settings {
     pub verbose: bool,
     /// Write `/tmp/perf-PID.map` for the code moved to huge pages.
     pub perf_map: bool,
+    /// Lock the program's code in memory (`mlock`), so it never waits for
+    /// a major fault.
+    pub lock: bool,
 }
 
 impl Default for Settings {
@@ -66,25 +69,28 @@ impl Default for Settings {
             backend: Backend::Auto,
             verbose: false,
             perf_map: false,
+            lock: false,
         }
     }
 }
 
 /// Every environment variable hugeload reads, in launcher, PT_INTERP and
 /// binfmt_misc modes. The tests clear exactly these.
-pub const ENV_VARS: [&str; 6] = [
+pub const ENV_VARS: [&str; 7] = [
     ENV_STRATEGY,
     ENV_BACKEND,
     ENV_VERBOSE,
     ENV_OFF,
     ENV_PERFMAP,
     ENV_INTERP,
+    ENV_LOCK,
 ];
 pub const ENV_STRATEGY: &str = "HUGELOAD_STRATEGY";
 pub const ENV_BACKEND: &str = "HUGELOAD_BACKEND";
 pub const ENV_VERBOSE: &str = "HUGELOAD_VERBOSE";
 pub const ENV_OFF: &str = "HUGELOAD_OFF";
 pub const ENV_PERFMAP: &str = "HUGELOAD_PERFMAP";
+pub const ENV_LOCK: &str = "HUGELOAD_LOCK";
 /// PT_INTERP mode: the real program interpreter.
 pub const ENV_INTERP: &str = "HUGELOAD_INTERP";
 
@@ -109,6 +115,9 @@ impl Settings {
         }
         if let Some(v) = get(ENV_PERFMAP.as_bytes()) {
             s.perf_map = is_true(v);
+        }
+        if let Some(v) = get(ENV_LOCK.as_bytes()) {
+            s.lock = is_true(v);
         }
         if get(ENV_OFF.as_bytes()).is_some_and(is_true) {
             s.backend = Backend::Off;
@@ -140,6 +149,10 @@ pub enum Command<'a> {
     BinfmtRule,
     /// `--stat [--json] PID...`: the arguments from this index on.
     Stat {
+        args: usize,
+    },
+    /// `--prime [--check] [--json] PATH...`: the arguments from this index on.
+    Prime {
         args: usize,
     },
 }
@@ -230,6 +243,8 @@ pub fn parse<'a>(
             b"--unmark" => return Ok(Command::Unmark { files: index + 1 }),
             b"--binfmt-rule" => return Ok(Command::BinfmtRule),
             b"--stat" => return Ok(Command::Stat { args: index + 1 }),
+            b"--prime" => return Ok(Command::Prime { args: index + 1 }),
+            b"--lock" => settings.lock = true,
             b"-V" | b"--version" => return Ok(Command::Version),
             _ => return Err(UsageError::UnknownOption(arg)),
         }

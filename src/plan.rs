@@ -479,6 +479,33 @@ pub fn cache_offset(
     Ok(offset as u64)
 }
 
+/// A 2 MiB block of a file that a mapping can take from one 2 MiB folio.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileBlock {
+    /// Its file offset (a multiple of 2 MiB).
+    pub offset: u64,
+    /// Its segment's addresses are congruent with its file offsets: a
+    /// mapping at the link-time layout (ld.so's 2 MiB-aligned base, a
+    /// fixed-address program) maps it with 2 MiB pages.
+    pub congruent: bool,
+}
+
+/// The 2 MiB file blocks that lie wholly inside an executable segment's
+/// file bytes, in file order: what priming reads into 2 MiB folios.
+pub fn text_file_blocks(image: &Image, mut f: impl FnMut(FileBlock)) {
+    for s in image.loads.iter().filter(|s| s.is_exec()) {
+        let congruent = (s.vaddr % HUGE) == (s.offset % HUGE);
+        let mut offset = huge_up(s.offset);
+        while offset
+            .checked_add(HUGE)
+            .is_some_and(|end| end <= s.offset + s.filesz)
+        {
+            f(FileBlock { offset, congruent });
+            offset += HUGE;
+        }
+    }
+}
+
 /// The bias modulo 2 MiB that makes the largest executable segment's
 /// addresses congruent with its file offsets, so its 2 MiB blocks can be
 /// mapped from the page cache; `None` if the image's alignment forbids it.
@@ -953,6 +980,23 @@ mod tests {
             cache_offset(&bss, bias, block(bias, 1), file),
             Err(CacheRefusal::ZeroFill)
         );
+    }
+
+    #[test]
+    fn text_file_blocks_are_the_whole_2m_blocks_of_code() {
+        let mut text = load(0x1000, 7 * M, RX);
+        text.offset = 0x1000;
+        let mut lld = load(0x80_2000, 5 * M, RX);
+        lld.offset = 0x80_1000;
+        let img = image(ET_DYN, 0x1000, &[load(0, 0x1000, R), text, lld]);
+        let mut blocks = std::vec::Vec::new();
+        text_file_blocks(&img, |b| blocks.push(b));
+        let want = [
+            FileBlock { offset: HUGE, congruent: true },
+            FileBlock { offset: 2 * HUGE, congruent: true },
+            FileBlock { offset: 5 * HUGE, congruent: false },
+        ];
+        assert_eq!(blocks, want);
     }
 
     #[test]

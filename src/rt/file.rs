@@ -36,18 +36,43 @@ impl OpenFile {
         Ok(OpenFile { fd, size, id })
     }
 
-    fn check(fd: Fd) -> Result<(u64, (u64, u64)), LoadError> {
+    /// Takes a descriptor open on a file to read (to prime it), not to
+    /// run: it must be a regular file.
+    pub fn from_fd_for_reading(fd: Fd) -> Result<OpenFile, LoadError> {
+        let (size, id) = Self::regular(fd)?;
+        Ok(OpenFile { fd, size, id })
+    }
+
+    fn regular(fd: Fd) -> Result<(u64, (u64, u64)), LoadError> {
         let st = sys::fstat(fd)?;
         match st.st_mode & S_IFMT {
-            S_IFREG => {}
-            S_IFDIR => return Err(Errno::EISDIR.into()),
-            _ => return Err(Errno::EACCES.into()),
+            S_IFREG => Ok((st.st_size as u64, (st.st_dev, st.st_ino))),
+            S_IFDIR => Err(Errno::EISDIR.into()),
+            _ => Err(Errno::EACCES.into()),
         }
+    }
+
+    /// The file's ELF image (program headers validated), for any ELF type
+    /// that is loaded (programs and shared libraries: no entry point
+    /// needed).
+    pub fn read_image(&self) -> Result<Image, LoadError> {
+        let head = Head::read(self)?;
+        ElfFile::read_headers(self, &head)
+    }
+
+    /// Whether some process has the file open for writing (when this
+    /// process can tell).
+    pub fn is_being_written(&self) -> bool {
+        sys::open_for_writing(self.fd) == Some(true)
+    }
+
+    fn check(fd: Fd) -> Result<(u64, (u64, u64)), LoadError> {
+        let (size, id) = Self::regular(fd)?;
         let fs = sys::fstatfs(fd)?;
         if fs.f_flags & ST_NOEXEC != 0 {
             return Err(Errno::EACCES.into());
         }
-        Ok((st.st_size as u64, (st.st_dev, st.st_ino)))
+        Ok((size, id))
     }
 
     /// Reads `buf.len()` bytes at `offset`, or fails with ShortRead.
@@ -122,6 +147,12 @@ impl ElfFile {
     }
 
     fn read_image(file: &OpenFile, head: &Head) -> Result<Image, LoadError> {
+        let image = Self::read_headers(file, head)?;
+        elf::check_entry(&image)?;
+        Ok(image)
+    }
+
+    fn read_headers(file: &OpenFile, head: &Head) -> Result<Image, LoadError> {
         let header = elf::parse_header(head.as_bytes(), arch::ELF_MACHINE)?;
         let table_len = elf::phdr_table_len(&header);
         if header

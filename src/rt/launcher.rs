@@ -6,24 +6,28 @@ use super::boot::Boot;
 use super::host::Host;
 use super::load::{self, Request};
 use super::sys;
-use super::{mark, stat};
+use super::{mark, prime, stat};
 use hugeload::options::{self, Command};
 
 const USAGE: &str = "\
 usage: hugeload [OPTIONS] [--] PROGRAM [ARGS...]
 Runs PROGRAM with its code on 2 MiB pages.
   -s, --strategy=conservative|aggressive   how text edges are rounded (default conservative)
-  -b, --backend=auto|thp|hugetlb|off       where huge pages come from (default auto)
+  -b, --backend=auto|pagecache|thp|hugetlb|off
+                                           where huge pages come from (default auto)
   -v, --verbose                            report what was mapped, and why anything was not
       --argv0=NAME                         argv[0] for the program (default: PROGRAM as given)
       --perf-map                           write /tmp/perf-PID.map for the code moved to huge pages
+      --lock                               lock the program's code in memory (mlock)
       --stat [--json] PID...               how much code of running processes is on huge pages
+      --prime [--check] [--json] PATH...   read the code of ELF files (and under directories)
+                                           into 2 MiB page-cache pages, for every later run
       --mark FILE... / --unmark FILE...    set/clear the binfmt_misc marker (e_ident[15] = 'H')
       --binfmt-rule                        print the binfmt_misc rule for /etc/binfmt.d/hugeload.conf
   -h, --help                               this text
   -V, --version                            the version
 Environment: HUGELOAD_STRATEGY, HUGELOAD_BACKEND, HUGELOAD_VERBOSE=1, HUGELOAD_OFF=1,
-HUGELOAD_PERFMAP=1, HUGELOAD_INTERP=PATH (PT_INTERP mode)
+HUGELOAD_PERFMAP=1, HUGELOAD_LOCK=1, HUGELOAD_INTERP=PATH (PT_INTERP mode)
 (options win; all ignored for secure-execution programs).
 ";
 
@@ -60,6 +64,7 @@ pub fn main(boot: &Boot) -> ! {
         Ok(Command::Unmark { files }) => mark::main(boot, 1 + files, false),
         Ok(Command::BinfmtRule) => mark::print_rule(),
         Ok(Command::Stat { args }) => stat::main(boot, 1 + args),
+        Ok(Command::Prime { args }) => prime::main(boot, 1 + args),
         Err(e) => {
             let (text, what) = e.message();
             let mut l = super::diag::line();

@@ -112,18 +112,7 @@ fn print_text(out: &mut Out, pid: &[u8], text: &[u8]) {
 
 fn json_string(out: &mut Out, s: &[u8]) {
     out.put(b"\"");
-    for &b in s {
-        match b {
-            b'"' => out.put(b"\\\""),
-            b'\\' => out.put(b"\\\\"),
-            0..=0x1f | 0x7f.. => {
-                let mut l = Line::new();
-                l.str("\\u00").hex(b as u64, 2);
-                out.line(&l);
-            }
-            _ => out.put(&[b]),
-        }
-    }
+    hugeload::fmt::json_escape(s, |b| out.put(b));
     out.put(b"\"");
 }
 

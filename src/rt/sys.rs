@@ -454,6 +454,61 @@ pub fn read_file(path: &CPath, buf: &mut [u8]) -> Result<usize> {
     Ok(n)
 }
 
+/// getdents64(2): directory entries of `dir` into `buf`; 0 at the end.
+pub fn getdents(dir: Fd, buf: &mut [u8]) -> Result<usize> {
+    // SAFETY: the kernel writes at most `buf.len()` bytes into `buf`.
+    check(unsafe { syscall!(Sysno::getdents64, dir, buf.as_mut_ptr(), buf.len()) })
+}
+
+/// One entry of a getdents64 buffer.
+pub struct Dirent<'b> {
+    pub name: &'b [u8],
+    pub d_type: u8,
+    /// Where the next entry starts.
+    pub next: usize,
+}
+
+impl<'b> Dirent<'b> {
+    /// The entry at `at` of `buf` (what getdents64 returned), if whole.
+    pub fn at(buf: &'b [u8], at: usize) -> Option<Dirent<'b>> {
+        // struct linux_dirent64: d_ino u64, d_off i64, d_reclen u16,
+        // d_type u8, d_name[] NUL-terminated.
+        let head = buf.get(at..at.checked_add(19)?)?;
+        let reclen = u16::from_ne_bytes([head[16], head[17]]) as usize;
+        let entry = buf.get(at..at.checked_add(reclen)?)?;
+        let name = entry.get(19..)?;
+        let len = name.iter().position(|&b| b == 0)?;
+        Some(Dirent {
+            name: &name[..len],
+            d_type: head[18],
+            next: at + reclen.max(1),
+        })
+    }
+    pub fn is_symlink(&self) -> bool {
+        const DT_LNK: u8 = 10;
+        self.d_type == DT_LNK
+    }
+}
+
+/// Whether a process has `fd`'s file open for writing: a read lease
+/// (F_SETLEASE) is refused with EAGAIN then. `None` when this process may
+/// not take leases on the file (not its owner, no CAP_LEASE).
+pub fn open_for_writing(fd: Fd) -> Option<bool> {
+    const F_SETLEASE: usize = 1024;
+    const F_RDLCK: usize = 0;
+    const F_UNLCK: usize = 2;
+    // SAFETY: F_SETLEASE takes an integer.
+    match check(unsafe { syscall!(Sysno::fcntl, fd, F_SETLEASE, F_RDLCK) }) {
+        Ok(_) => {
+            // SAFETY: as above.
+            let _ = unsafe { syscall!(Sysno::fcntl, fd, F_SETLEASE, F_UNLCK) };
+            Some(false)
+        }
+        Err(Errno(11)) => Some(true),
+        Err(_) => None,
+    }
+}
+
 /// A private anonymous buffer, unmapped when dropped: room for reading
 /// /proc files too large for the stack.
 pub struct Scratch {
