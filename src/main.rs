@@ -29,6 +29,8 @@ mod huge;
 mod image;
 #[path = "rt/launcher.rs"]
 mod launcher;
+#[path = "rt/libs.rs"]
+mod libs;
 #[path = "rt/load.rs"]
 mod load;
 #[path = "rt/map.rs"]

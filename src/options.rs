@@ -29,6 +29,10 @@ impl Backend {
             Backend::Off => "off",
         }
     }
+    /// Whether this backend may map code straight from the page cache.
+    pub fn uses_page_cache(self) -> bool {
+        matches!(self, Backend::Auto | Backend::PageCache)
+    }
     fn parse(value: &[u8]) -> Option<Backend> {
         match value {
             b"auto" => Some(Backend::Auto),

@@ -89,6 +89,15 @@ impl OpenFile {
     }
 }
 
+/// The path `file` was opened by, resolved (links followed, absolute), as
+/// `/proc/self/fd/N` names it.
+pub fn canonical_path<'b>(file: &OpenFile, buf: &'b mut [u8; 4096]) -> Option<&'b [u8]> {
+    let mut link = hugeload::fmt::Line::new();
+    link.str("/proc/self/fd/").dec(file.fd as u64);
+    let n = sys::readlink(link.as_bytes(), &mut buf[..]).ok()?;
+    buf[..n].starts_with(b"/").then_some(&buf[..n])
+}
+
 /// Device and inode of the running hugeload (`/proc/self/exe`, before
 /// anything changes that link), to recognise it.
 pub fn own_id() -> Option<(u64, u64)> {
@@ -186,7 +195,7 @@ impl ElfFile {
     /// without one (or with one that cannot be read) links statically.
     pub fn linking(&self) -> Linking {
         Linking::scan(
-            |f| self.for_each_dynamic(f),
+            |f| for_each_dynamic(&self.file, &self.image, f),
             |strtab, offset, buf: &mut [u8; NAME_PREFIX]| {
                 let at = self
                     .image
@@ -196,35 +205,34 @@ impl ElfFile {
             },
         )
     }
+}
 
-    /// Calls `f(d_tag, d_val)` for the dynamic entries read from the file,
-    /// a small chunk at a time, up to DT_NULL.
-    fn for_each_dynamic(&self, f: &mut dyn FnMut(u64, u64)) {
-        let Some(range) = self.image.dynamic else {
+/// Calls `f(d_tag, d_val)` for the dynamic entries read from the file,
+/// a small chunk at a time, up to DT_NULL.
+pub fn for_each_dynamic(file: &OpenFile, image: &Image, f: &mut dyn FnMut(u64, u64)) {
+    let Some(range) = image.dynamic else {
+        return;
+    };
+    let mut chunk = [0u8; 1024];
+    let mut done = 0;
+    while done < range.len {
+        let len = (range.len - done).min(chunk.len() as u64) as usize;
+        let len = len - len % elf::DYN_SIZE;
+        if len == 0
+            || file
+                .read_exact(&mut chunk[..len], range.offset + done)
+                .is_err()
+        {
             return;
-        };
-        let mut chunk = [0u8; 1024];
-        let mut done = 0;
-        while done < range.len {
-            let len = (range.len - done).min(chunk.len() as u64) as usize;
-            let len = len - len % elf::DYN_SIZE;
-            if len == 0
-                || self
-                    .file
-                    .read_exact(&mut chunk[..len], range.offset + done)
-                    .is_err()
-            {
-                return;
-            }
-            let mut entries = 0;
-            for (tag, value) in elf::dynamic_entries(&chunk[..len]) {
-                f(tag, value);
-                entries += 1;
-            }
-            if entries * elf::DYN_SIZE < len {
-                return; // DT_NULL
-            }
-            done += len as u64;
         }
+        let mut entries = 0;
+        for (tag, value) in elf::dynamic_entries(&chunk[..len]) {
+            f(tag, value);
+            entries += 1;
+        }
+        if entries * elf::DYN_SIZE < len {
+            return; // DT_NULL
+        }
+        done += len as u64;
     }
 }

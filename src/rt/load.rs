@@ -13,7 +13,7 @@ use super::host::Host;
 use super::huge;
 use super::image::{self, Loaded, Placement};
 use super::sys::{self, CPath, Errno};
-use super::{perfmap, procview, report};
+use super::{libs, perfmap, procview, report};
 use hugeload::auxv::{self, ProgramFacts};
 use hugeload::elf::{MAX_INTERP, PHDR_SIZE};
 use hugeload::error::LoadError;
@@ -76,6 +76,7 @@ pub fn load(
     let interp_path = interp.as_ref().map(|i| i.path.as_bytes());
     let loaded = map_program(&program, placement, interp_path, settings, host, &report)?;
     let interp_loaded = map_interp(&program, interp.as_ref())?;
+    prime_libraries(boot, &program, interp.as_ref(), settings, &report);
     let written = build_stack(boot, request, &program, &loaded, interp_loaded.as_ref())?;
     if settings.perf_map {
         let moved = loaded.copied_ranges();
@@ -320,7 +321,35 @@ fn map_interp<'i>(
     Ok(Some((i, loaded)))
 }
 
-/// Phase 7: the program's initial stack below the kernel's: argv (with the
+/// Phase 7: the code of the libraries ld.so will load, into 2 MiB
+/// page-cache folios (ld.so maps them itself).
+fn prime_libraries(
+    boot: &Boot,
+    program: &Program,
+    interp: Option<&Interp>,
+    settings: &Settings,
+    report: &Report,
+) {
+    // The search's closure needs room that only the work stack is sure to
+    // have.
+    let on_work_stack = boot.work_stack.1 != 0;
+    let (Some(interp), true) = (interp, settings.backend.uses_page_cache() && on_work_stack) else {
+        return;
+    };
+    let mut buf = [0u8; 4096];
+    let canonical = file::canonical_path(&program.elf.file, &mut buf).unwrap_or(program.path());
+    libs::prime_startup_libraries(
+        boot,
+        &program.elf.file,
+        &program.elf.image,
+        canonical,
+        interp.path.as_bytes(),
+        program.elf.linking().needs_musl,
+        report,
+    );
+}
+
+/// Phase 8: the program's initial stack below the kernel's: argv (with the
 /// `#!` words), the kernel's environment, and an auxv that describes the
 /// program and its interpreter.
 fn build_stack(

@@ -19,7 +19,7 @@ use super::huge::{self, Placed};
 use super::image::{self, Loaded};
 use super::load::{self, Handoff};
 use super::sys;
-use super::{perfmap, procview, report};
+use super::{libs, perfmap, procview, report};
 use hugeload::options::{Backend, Settings};
 use linux_raw_sys::auxvec::{AT_BASE, AT_ENTRY, AT_EXECFN, AT_PHDR, AT_PHNUM};
 
@@ -81,6 +81,21 @@ fn run(boot: &mut Boot, settings: &Settings, host: &Host) -> Result<Handoff, Fai
                     .hex(loaded.bias + interp.image.lo(), 0);
             });
             boot.set_aux(AT_BASE, loaded.bias);
+            let on_work_stack = boot.work_stack.1 != 0;
+            if let (Some((program, _)), true, true) =
+                (mapped, settings.backend.uses_page_cache(), on_work_stack)
+            {
+                let musl = program.linking().needs_musl;
+                libs::prime_startup_libraries(
+                    boot,
+                    &program.file,
+                    &program.image,
+                    name,
+                    path,
+                    musl,
+                    &report,
+                );
+            }
             if let Some((program, bias)) = mapped {
                 procview::name_real_interp(boot, &program.image, bias, path, &huge, &report);
             }

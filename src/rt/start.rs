@@ -14,8 +14,9 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 use hugeload::elf::PAGE;
 use linux_raw_sys::auxvec::{AT_BASE, AT_EXECFD, AT_FLAGS};
 
-/// Size of hugeload's work stack.
-const WORK_STACK: usize = 512 << 10;
+/// Size of hugeload's work stack (reserved, not committed: only the pages
+/// touched cost memory; the library search holds its closure there).
+const WORK_STACK: usize = 2 << 20;
 
 /// The work stack's mapping (address, length), from `hugeload_start` to
 /// `run` across the stack switch; `run` hands it to the modes in `Boot`.

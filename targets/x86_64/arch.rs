@@ -35,6 +35,13 @@ pub const BINFMT_MAGIC: &str =
     "\\x7fELF\\x02\\x01\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x48\\x00\\x00\\x3e\\x00";
 pub const BINFMT_MASK: &str =
     "\\xff\\xff\\xff\\xff\\xff\\xff\\xff\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\xff\\x00\\x00\\xff\\xff";
+/// What glibc's ld.so of this architecture searches besides the paths the
+/// program names (Debian's multiarch layout): the ld.so.cache entries it
+/// takes, its built-in directories, what `$LIB` is; and musl's path file.
+pub const LDCACHE_FLAGS: u32 = hugeload::ldcache::FLAGS_X86_64;
+pub const SYSTEM_DIRS: &[&[u8]] = hugeload::libsearch::DEBIAN_X86_64_DIRS;
+pub const LIB: &[u8] = hugeload::libsearch::DEBIAN_X86_64_LIB;
+pub const MUSL_PATH_FILE: &[u8] = b"/etc/ld-musl-x86_64.path";
 /// `R_X86_64_RELATIVE`.
 pub const REL_RELATIVE: u32 = 8;
 
