@@ -33,6 +33,8 @@ mod launcher;
 mod libs;
 #[path = "rt/load.rs"]
 mod load;
+#[path = "rt/lock.rs"]
+mod lock;
 #[path = "rt/map.rs"]
 mod map;
 #[path = "rt/mark.rs"]

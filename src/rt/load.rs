@@ -13,7 +13,7 @@ use super::host::Host;
 use super::huge;
 use super::image::{self, Loaded, Placement};
 use super::sys::{self, CPath, Errno};
-use super::{libs, perfmap, procview, report};
+use super::{libs, lock, perfmap, procview, report};
 use hugeload::auxv::{self, ProgramFacts};
 use hugeload::elf::{MAX_INTERP, PHDR_SIZE};
 use hugeload::error::LoadError;
@@ -304,6 +304,9 @@ fn map_program(
     )
     .map_err(|e| program.fail(e))?;
     report::report_program(report, program.path(), image, &loaded, interp_path, settings);
+    if settings.lock {
+        lock::lock_code(image, &loaded);
+    }
     huge::keep_hugetlb_in_core_dumps(&loaded.outcomes, report);
     Ok(loaded)
 }

@@ -19,7 +19,7 @@ use super::huge::{self, Placed};
 use super::image::{self, Loaded};
 use super::load::{self, Handoff};
 use super::sys;
-use super::{libs, perfmap, procview, report};
+use super::{libs, lock, perfmap, procview, report};
 use hugeload::options::{Backend, Settings};
 use linux_raw_sys::auxvec::{AT_BASE, AT_ENTRY, AT_EXECFN, AT_PHDR, AT_PHNUM};
 
@@ -65,6 +65,9 @@ fn run(boot: &mut Boot, settings: &Settings, host: &Host) -> Result<Handoff, Fai
                 None => image::remap_in_place(&program.file, image, bias, name, settings, host),
             };
             huge = finish_program(program, &loaded, name, settings, &report);
+            if settings.lock {
+                lock::lock_code(image, &loaded);
+            }
             if loaded.bias != bias {
                 moved = Some((image, loaded));
             }

@@ -509,6 +509,23 @@ pub fn open_for_writing(fd: Fd) -> Option<bool> {
     }
 }
 
+/// mlock(2): faults in and locks the pages of `[addr, addr + len)`.
+pub fn mlock(addr: usize, len: usize) -> Result<()> {
+    // SAFETY: locking changes no contents; the kernel checks the range.
+    check(unsafe { syscall!(Sysno::mlock, addr, len) }).map(|_| ())
+}
+
+/// The soft limit of resource `resource` (getrlimit), `u64::MAX` for
+/// unlimited.
+pub fn soft_limit(resource: u32) -> u64 {
+    let mut lim = [0u64; 2];
+    // SAFETY: the kernel writes two words into `lim`.
+    match check(unsafe { syscall!(Sysno::prlimit64, 0, resource, 0, lim.as_mut_ptr()) }) {
+        Ok(_) => lim[0],
+        Err(_) => 0,
+    }
+}
+
 /// A private anonymous buffer, unmapped when dropped: room for reading
 /// /proc files too large for the stack.
 pub struct Scratch {
