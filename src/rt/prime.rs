@@ -209,15 +209,42 @@ pub fn prime_file(file: &OpenFile, image: &elf::Image, check_only: bool, room: &
     report
 }
 
-/// `hugeload --prime [--check] [--json] PATH...`.
+/// `hugeload --prime [--check] [--json] [--list FILE] PATH...`.
 pub fn main(boot: &Boot, first: usize) -> ! {
     let is_flag = |a: &[u8]| a == b"--check" || a == b"--json";
     let check_only = boot.args_from(first).any(|a| a == b"--check");
     let json = boot.args_from(first).any(|a| a == b"--json");
-    let mut paths = boot.args_from(first).filter(|a| !is_flag(a)).peekable();
+    // --list FILE: more paths, one a line; `#` starts a comment.
+    let mut list_name = None;
+    let mut args = boot.args_from(first);
+    while let Some(a) = args.next() {
+        if a == b"--list" {
+            list_name = args.next();
+        }
+    }
+    let mut list = [0u8; 65536];
+    let list_len = match list_name {
+        Some(name) => match CPath::from_parts(&[name]).map(|p| sys::read_file(&p, &mut list)) {
+            Some(Ok(n)) => n,
+            Some(Err(e)) => fail_list(name, e),
+            None => fail_list(name, Errno::ENAMETOOLONG),
+        },
+        None => 0,
+    };
+    let listed = list[..list_len]
+        .split(|&b| b == b'\n')
+        .map(|l| l.split(|&b| b == b'#').next().unwrap_or(b"").trim_ascii())
+        .filter(|l| !l.is_empty());
+    let mut skip_next = false;
+    let named = boot.args_from(first).filter(|a| {
+        let skip = skip_next || is_flag(a) || *a == b"--list";
+        skip_next = *a == b"--list";
+        !skip
+    });
+    let mut paths = named.chain(listed).peekable();
     if paths.peek().is_none() {
         let mut l = diag::line();
-        l.str("--prime needs at least one PATH");
+        l.str("--prime needs at least one PATH (or --list FILE)");
         diag::emit(&mut l);
         sys::exit(2);
     }
@@ -239,6 +266,14 @@ pub fn main(boot: &Boot, first: usize) -> ! {
     }
     run.out.flush();
     sys::exit(if run.failed { 1 } else { 0 })
+}
+
+/// `--prime`'s own failures exit 1, whatever the error.
+fn fail_list(name: &[u8], e: Errno) -> ! {
+    let mut l = diag::line();
+    l.bytes(name).str(": ").str(e.message());
+    diag::emit(&mut l);
+    sys::exit(1)
 }
 
 struct Run<'r> {
