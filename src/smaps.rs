@@ -163,6 +163,8 @@ pub struct Totals {
     pub huge_bytes: u64,
     /// 2 MiB pages used (`huge_bytes / 2 MiB`).
     pub huge_pages: u64,
+    /// Of those, pages of the files' own page cache (no copy).
+    pub cache_pages: u64,
     /// The 2 MiB blocks those mappings touch: the fewest pages that could
     /// hold them at their addresses.
     pub least_pages: u64,
@@ -213,6 +215,7 @@ pub fn code<'a>(text: &'a [u8], mut f: impl FnMut(&Code<'a>)) -> Totals {
         };
         totals.text_bytes += m.len();
         totals.huge_bytes += m.huge_bytes();
+        totals.cache_pages += m.file_pmd_kb * 1024 / HUGE;
         let mut block = m.start & !(HUGE - 1);
         while block < m.end {
             if last_block.is_none_or(|b| block > b) {

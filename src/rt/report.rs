@@ -1,7 +1,7 @@
 //! The `--verbose` report of how a program's image was mapped.
 
 use super::diag::Report;
-use super::huge::Outcome;
+use super::huge::{HugeKind, Outcome};
 use super::image::Loaded;
 use hugeload::options::Settings;
 use hugeload::plan::{self, HUGE, Range};
@@ -130,6 +130,17 @@ pub fn report_program(
             .dec(plan::huge_pages(&actual));
         l.str(" of least possible ")
             .dec(plan::least_huge_pages(image, loaded.bias));
+        let cached: u64 = loaded
+            .outcomes
+            .iter()
+            .filter(|o| o.kind == Some(HugeKind::PageCache))
+            .map(|o| o.range.len() / HUGE)
+            .sum();
+        l.str(" (")
+            .dec(cached)
+            .str(" from the page cache, ")
+            .dec(plan::huge_pages(&actual) - cached)
+            .str(" copies)");
         l.str(", strategy ")
             .str(settings.strategy.name())
             .str(", backend ")

@@ -101,6 +101,11 @@ fn print_text(out: &mut Out, pid: &[u8], text: &[u8]) {
     l.dec(totals.huge_pages)
         .str(" of least possible ")
         .dec(totals.least_pages);
+    l.str(" (")
+        .dec(totals.cache_pages)
+        .str(" from the page cache, ")
+        .dec(totals.huge_pages.saturating_sub(totals.cache_pages))
+        .str(" copies)");
     if totals.other_bytes > 0 {
         l.str("; ")
             .dec(totals.other_bytes)
@@ -159,6 +164,10 @@ fn print_json(out: &mut Out, pid: &[u8], text: &[u8]) {
     json_number(out, "huge_pages", totals.huge_pages);
     out.put(b",");
     json_number(out, "least_pages", totals.least_pages);
+    out.put(b",");
+    json_number(out, "pagecache_pages", totals.cache_pages);
+    out.put(b",");
+    json_number(out, "copied_pages", totals.huge_pages.saturating_sub(totals.cache_pages));
     out.put(b",");
     json_number(out, "other_code_bytes", totals.other_bytes);
     out.put(b"}\n");
