@@ -146,7 +146,7 @@ fn map_final(t: &Target, block: Range, offset: u64) -> Result<(), Cause> {
         )
     }
     .map_err(|e| cause("mmap", e))?;
-    prime::populate(block).map_err(|e| cause("madvise(MADV_HUGEPAGE)", e))
+    prime::populate(block).map_err(|e| cause("madvise(MADV_HUGEPAGE, MADV_POPULATE_READ)", e))
 }
 
 

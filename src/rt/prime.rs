@@ -41,19 +41,18 @@ pub struct Primed {
     pub now: u64,
 }
 
-/// Advises `range` (a file mapping) for huge pages and faults its first
-/// byte, which reads one 2 MiB folio when the cache does not hold it; the
-/// access pattern goes back to normal after, `MADV_HUGEPAGE` stays (what
-/// reclaim takes comes back in 2 MiB folios).
+/// Advises `range` (a file mapping) for huge pages and faults it in
+/// (MADV_POPULATE_READ), which reads one 2 MiB folio per block the cache
+/// does not hold; a file that shrank meanwhile fails the call rather than
+/// raising SIGBUS. The access pattern goes back to normal after;
+/// `MADV_HUGEPAGE` stays, so what reclaim takes comes back in 2 MiB folios.
 pub fn populate(range: Range) -> Result<(), Errno> {
     let (addr, len) = (range.start as usize, range.len() as usize);
     sys::madvise(addr, len, Advice::HugePage)?;
     let _ = sys::madvise(addr, len, Advice::Random);
-    // SAFETY: the range is a readable mapping of file bytes made by the
-    // caller; reading one byte faults it in.
-    unsafe { core::ptr::read_volatile(addr as *const u8) };
+    let populated = sys::madvise(addr, len, Advice::PopulateRead);
     let _ = sys::madvise(addr, len, Advice::Normal);
-    Ok(())
+    populated
 }
 
 /// Bytes of `range` mapped with PMD entries from a file, per smaps.

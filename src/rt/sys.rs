@@ -213,15 +213,22 @@ pub enum Advice {
     Random,
     /// Back to the default access pattern.
     Normal,
+    /// Fault the range in for reading, as a read of each page would,
+    /// without reading it (Linux 5.14+): a page past the end of a file
+    /// fails the call (EFAULT) instead of raising SIGBUS.
+    PopulateRead,
 }
 
 pub fn madvise(addr: usize, len: usize, advice: Advice) -> Result<()> {
-    use linux_raw_sys::general::{MADV_COLLAPSE, MADV_HUGEPAGE, MADV_NORMAL, MADV_RANDOM};
+    use linux_raw_sys::general::{
+        MADV_COLLAPSE, MADV_HUGEPAGE, MADV_NORMAL, MADV_POPULATE_READ, MADV_RANDOM,
+    };
     let advice = match advice {
         Advice::HugePage => MADV_HUGEPAGE,
         Advice::Collapse => MADV_COLLAPSE,
         Advice::Random => MADV_RANDOM,
         Advice::Normal => MADV_NORMAL,
+        Advice::PopulateRead => MADV_POPULATE_READ,
     };
     // SAFETY: the advice values above keep the contents of any range.
     check(unsafe { syscall!(Sysno::madvise, addr, len, advice) }).map(|_| ())
