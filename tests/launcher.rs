@@ -10,15 +10,12 @@ mod common;
 
 use common::*;
 use std::fs;
-use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 /// Arguments given to every fixture: an empty one, one with a space, and
 /// ones that look like hugeload options (they belong to the program).
 const ARGS: &[&str] = &["a", "b c", "", "--", "-v", "--backend=off"];
 const PROBE_ENV: &str = "x y=z";
-const FOUR_MIB: u64 = 4 << 20;
 
 /// The option sets each fixture is run with.
 const OPTION_SETS: &[&[&str]] = &[
@@ -83,7 +80,7 @@ fn argv0(name: &str) {
     let relative = format!("./{name}");
     let cases: [(&str, &str); 2] = [(&relative, "relative path"), (name, "PATH lookup")];
     for (typed, how) in cases {
-        let mut direct = Command::new(typed);
+        let mut direct = command(typed);
         direct
             .args(["x", "y"])
             .current_dir(&dir)
@@ -115,7 +112,7 @@ fn argv0(name: &str) {
 
     // --argv0=NAME
     let d = run({
-        let mut c = Command::new(&prog);
+        let mut c = command(&prog);
         c.args(["x", "y"]);
         c
     });
@@ -151,7 +148,7 @@ fn argv0(name: &str) {
 /// 2 MiB block the text touches on huge pages (U == L).
 fn huge(name: &str, status: i32, backend: &str, every_block: bool) {
     let prog = or_skip!(fixture(name));
-    let _guard = (backend == "hugetlb").then(|| lock(&HUGETLB_LOCK));
+    let _guard = (backend == "hugetlb").then(pool_exclusive);
     if backend == "hugetlb" {
         or_skip!(ensure_hugetlb_pool(HUGETLB_POOL_PAGES));
     }
@@ -322,16 +319,16 @@ fn real_true_sh_env() {
 #[test]
 fn killed_by_signal_like_direct_run() {
     let script = "kill -TERM $$; sleep 5";
-    let mut direct = Command::new("/bin/sh");
+    let mut direct = command("/bin/sh");
     direct.args(["-c", script]);
     let d = run(direct);
     let h = run(hl(&[] as &[&str], "/bin/sh", &["-c", script]));
-    assert_eq!(d.status.signal(), Some(15), "direct run");
+    assert_eq!(d.signal(), Some(15), "direct run");
     assert_eq!(
-        h.status.signal(),
+        h.signal(),
         Some(15),
-        "via hugeload: {:?}\nstderr:\n{}",
-        h.status,
+        "via hugeload: {}\nstderr:\n{}",
+        h.end,
         h.stderr_str()
     );
 }
@@ -442,7 +439,7 @@ fn python_elf() -> Result<PathBuf, Skip> {
         return Ok(usr);
     }
     need_tool("python3.11")?;
-    let mut c = Command::new("python3.11");
+    let mut c = command("python3.11");
     c.args(["-c", "import sys; print(sys.executable)"]);
     let r = run(c);
     let p = PathBuf::from(r.stdout_str().trim());
@@ -496,22 +493,19 @@ fn thp_disabled_falls_back_to_small_pages() {
     let prog = or_skip!(fixture("probe-glibc-pie"));
 
     // The wrapper works.
-    let mut c = Command::new(&wrapper);
+    let mut c = command(&wrapper);
     c.args(["/bin/grep", "THP_enabled", "/proc/self/status"]);
     let r = run(c);
     assert_eq!(r.stdout_str().trim(), "THP_enabled:\t0", "thp_off wrapper");
 
-    let mut direct = Command::new(&prog);
+    let mut direct = command(&prog);
     direct.args(ARGS);
     let d = run(direct);
-    let mut via = Command::new(&wrapper);
+    let mut via = command(&wrapper);
     via.arg(hugeload())
         .args(["--backend=thp", "-v"])
         .arg(&prog)
         .args(ARGS);
-    for var in HUGELOAD_ENV {
-        via.env_remove(var);
-    }
     let what = describe(&via);
     let h = run(via);
     let stderr = h.stderr_str();
@@ -539,14 +533,11 @@ fn thp_disabled_falls_back_to_small_pages() {
     );
 
     // And smaps agrees: nothing in the text is on huge pages.
-    let mut cmd = Command::new(&wrapper);
+    let mut cmd = command(&wrapper);
     cmd.arg(hugeload())
         .args(["--backend=thp", "-v"])
         .arg(&prog)
         .arg("--wait");
-    for var in HUGELOAD_ENV {
-        cmd.env_remove(var);
-    }
     let i = inspect(cmd, &prog, Ready::Line);
     assert_eq!(i.run.code(&i.what), 7);
     assert_eq!(i.text_huge_bytes, 0, "{}", i.dump());
@@ -604,7 +595,7 @@ fn hugetlb_backend_runs_whatever_the_pool() {
 #[test]
 fn auto_backend_uses_hugetlb_when_the_pool_has_pages() {
     let prog = or_skip!(fixture("probe-glibc-pie"));
-    let _guard = lock(&HUGETLB_LOCK);
+    let _guard = pool_exclusive();
     or_skip!(ensure_hugetlb_pool(HUGETLB_POOL_PAGES));
     let free = hugetlb_free_pages();
     let cmd = hl(&["-v"], &prog, &["--wait"]);
@@ -810,8 +801,7 @@ fn text_file_without_shebang_is_126() {
 
 #[test]
 fn elf32_is_126() {
-    let dir = scratch_dir("elf32");
-    let p = elf32_program(&dir);
+    let p = or_skip!(fixture("elf32"));
     assert_rejected(&p.to_string_lossy(), 126);
 }
 
@@ -868,18 +858,15 @@ fn script_with_missing_interpreter() {
     set_mode(&p, 0o755);
     let path = p.to_string_lossy().into_owned();
 
-    let mut sh = Command::new("/bin/sh");
+    let mut sh = command("/bin/sh");
     sh.args(["-c", &path]);
     let shell_code = run(sh).code("sh -c script");
-    let errno = Command::new(&p)
-        .spawn()
-        .map(|mut c| {
-            let _ = c.wait();
-        })
-        .expect_err("a script with a missing interpreter ran")
-        .raw_os_error();
+    let direct = run_limited(command(&p), Stdin::Null, TIMEOUT);
+    let End::ExecError(errno) = direct.end else {
+        panic!("a script with a missing interpreter ran: {}", direct.short());
+    };
     let errno_class = match errno {
-        Some(2) | Some(20) => 127,
+        2 | 20 => 127,
         _ => 126,
     };
     assert_eq!(
