@@ -2,7 +2,8 @@
 //! about both.
 //!
 //! - **Malformed files** (`hostile/corpus.rs`, `hostile/mutants.rs`): the
-//!   committed corpus (tests/corpus/, see make.py), 300 seeded mutations of
+//!   committed corpus (tests/corpus/, see make.py; each file with its
+//!   expected verdict in tests/corpus/expected.tsv), 300 seeded mutations of
 //!   its good program, and a big program truncated while hugeload loads it.
 //!   Each file is run by the kernel (a raw execve, no shell fallback) and
 //!   through hugeload. hugeload either refuses it (exit 126/127, exactly one

@@ -1,5 +1,5 @@
 //! The committed corpus of malformed files (tests/corpus/, written by
-//! make.py).
+//! make.py), each with its expected verdict (tests/corpus/expected.tsv).
 
 use crate::common::*;
 use crate::verdict::*;
@@ -75,7 +75,130 @@ fn instantiate(src: &Path, dir: &Path) -> PathBuf {
     out
 }
 
-/// Every file of tests/corpus/, directly and through hugeload.
+// ---------------------------------------------------------------------------
+// The expected verdicts
+
+/// One line of tests/corpus/expected.tsv.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Expected {
+    file: String,
+    /// `126` or `127` (refused), `run` (runs as the kernel runs it), `hung`
+    /// (hangs as the kernel's run does).
+    hugeload: String,
+    /// A fragment of hugeload's one-line reason (`hugeload: PATH: REASON`),
+    /// `-` when it does not refuse the file.
+    reason: String,
+    /// The kernel's verdict: `exit N`, `signal NAME`, `errno NAME` (execve
+    /// refused the file) or `hung`.
+    kernel: String,
+}
+
+fn expected_table() -> Vec<Expected> {
+    let path = corpus_dir().join("expected.tsv");
+    let text = fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty() && !l.starts_with('#'))
+        .map(|(n, l)| {
+            let f: Vec<&str> = l.split('\t').collect();
+            assert!(
+                f.len() == 4 && f.iter().all(|c| !c.is_empty()),
+                "{}:{}: expected 4 tab-separated columns (file, hugeload, reason, kernel): {l:?}",
+                path.display(),
+                n + 1
+            );
+            Expected {
+                file: f[0].to_string(),
+                hugeload: f[1].to_string(),
+                reason: f[2].to_string(),
+                kernel: f[3].to_string(),
+            }
+        })
+        .collect()
+}
+
+fn errno_name(e: i32) -> String {
+    let name = match e {
+        1 => "EPERM",
+        2 => "ENOENT",
+        5 => "EIO",
+        7 => "E2BIG",
+        8 => "ENOEXEC",
+        12 => "ENOMEM",
+        13 => "EACCES",
+        14 => "EFAULT",
+        20 => "ENOTDIR",
+        21 => "EISDIR",
+        22 => "EINVAL",
+        26 => "ETXTBSY",
+        36 => "ENAMETOOLONG",
+        40 => "ELOOP",
+        80 => "ELIBBAD",
+        _ => return e.to_string(),
+    };
+    name.to_string()
+}
+
+fn signal_name(s: i32) -> String {
+    let name = match s {
+        4 => "SIGILL",
+        5 => "SIGTRAP",
+        6 => "SIGABRT",
+        7 => "SIGBUS",
+        8 => "SIGFPE",
+        9 => "SIGKILL",
+        11 => "SIGSEGV",
+        _ => return s.to_string(),
+    };
+    name.to_string()
+}
+
+/// The kernel's verdict in the table's words.
+fn kernel_verdict(end: End) -> String {
+    match end {
+        End::Exit(c) => format!("exit {c}"),
+        End::Signal(s) => format!("signal {}", signal_name(s)),
+        End::ExecError(e) => format!("errno {}", errno_name(e)),
+        End::Hung => "hung".to_string(),
+    }
+}
+
+/// hugeload's verdict in the table's words.
+fn hugeload_verdict(t: &Tried) -> String {
+    match &t.verdict {
+        Ok(Verdict::Refused(code)) => code.to_string(),
+        Ok(Verdict::Stricter) => "126".to_string(),
+        Ok(Verdict::RanLikeKernel) => "run".to_string(),
+        Ok(Verdict::BothHung) => "hung".to_string(),
+        Err(_) => format!("a violation ({})", t.hl.end),
+    }
+}
+
+/// What differs between the table's line for a file and its runs.
+fn differences(e: &Expected, t: &Tried) -> Vec<String> {
+    let mut d = Vec::new();
+    let kernel = kernel_verdict(t.direct.end);
+    if kernel != e.kernel {
+        d.push(format!("the kernel: expected `{}`, got `{kernel}`", e.kernel));
+    }
+    let hugeload = hugeload_verdict(t);
+    if hugeload != e.hugeload {
+        d.push(format!("hugeload: expected `{}`, got `{hugeload}`", e.hugeload));
+    }
+    let reason = refusal_reason(&t.hl, &t.path.to_string_lossy()).map(str::to_string);
+    match (e.reason.as_str(), &reason) {
+        ("-", None) => {}
+        ("-", Some(r)) => d.push(format!("reason: expected none, got {r:?}")),
+        (want, Some(r)) if r.contains(want) => {}
+        (want, r) => d.push(format!("reason: expected one containing {want:?}, got {r:?}")),
+    }
+    d
+}
+
+/// Every file of tests/corpus/, directly and through hugeload: by the rules
+/// (see tests/hostile.rs), and with the verdicts tests/corpus/expected.tsv
+/// gives it (hugeload's status, a fragment of its reason, the kernel's
+/// verdict). A failure names every file that differs.
 pub fn corpus_files_are_refused_or_run_like_the_kernel() {
     or_skip!(need_tool("strace"));
     let scratch = scratch_dir("hostile-corpus");
@@ -86,12 +209,49 @@ pub fn corpus_files_are_refused_or_run_like_the_kernel() {
         .collect();
     files.sort();
     assert!(files.len() >= 60, "corpus has {} files", files.len());
+    let table = expected_table();
+    let mut table_errors = Vec::new();
+    for e in &table {
+        if table.iter().filter(|x| x.file == e.file).count() > 1 {
+            table_errors.push(format!("{}: more than one line in expected.tsv", e.file));
+        }
+        if !files.iter().any(|f| f.file_name() == Some(OsStr::new(&e.file))) {
+            table_errors.push(format!("{}: in expected.tsv, not in tests/corpus/", e.file));
+        }
+    }
     let (mut tally, mut failures, mut lines) = (Tally::default(), Vec::new(), Vec::new());
     for f in &files {
+        let name = f.file_name().unwrap().to_string_lossy().into_owned();
         let path = instantiate(f, &scratch);
-        match try_file(&path, &scratch, &mut tally).result() {
+        let t = try_file(&path, &scratch, &mut tally);
+        match t.result() {
             Ok(l) => lines.push(l),
             Err(e) => failures.push(e),
+        }
+        let row = format!(
+            "{name}\t{}\t{}\t{}",
+            hugeload_verdict(&t),
+            refusal_reason(&t.hl, &t.path.to_string_lossy()).unwrap_or("-"),
+            kernel_verdict(t.direct.end)
+        );
+        match table.iter().find(|e| e.file == name) {
+            None => table_errors.push(format!(
+                "{name}: no line in expected.tsv; this run would be:\n    {row}"
+            )),
+            Some(e) => {
+                let d = differences(e, &t);
+                if !d.is_empty() {
+                    table_errors.push(format!(
+                        "{name}: {}\n    expected: {}\t{}\t{}\t{}\n    this run: {row}\n    {}",
+                        d.join("; "),
+                        e.file,
+                        e.hugeload,
+                        e.reason,
+                        e.kernel,
+                        t.show().replace('\n', "\n    ")
+                    ));
+                }
+            }
         }
     }
     // The controls must run.
@@ -101,5 +261,14 @@ pub fn corpus_files_are_refused_or_run_like_the_kernel() {
             "control {control} failed"
         );
     }
+    assert!(
+        table_errors.is_empty(),
+        "{} corpus files differ from tests/corpus/expected.tsv:\n\n{}\n\n\
+         {} files broke the rules:\n\n{}",
+        table_errors.len(),
+        table_errors.join("\n\n"),
+        failures.len(),
+        failures.join("\n\n")
+    );
     finish("corpus", &tally, &failures, &lines);
 }
