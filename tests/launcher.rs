@@ -285,6 +285,18 @@ fn big_text_interior_is_all_huge() {
 
 // ---------------------------------------------------------------------------
 // Real programs
+//
+// Each test also checks, in smaps of the running program, that the code of
+// the real program it runs went on huge pages (see
+// `assert_real_code_on_huge_pages`): a silent fallback to 4 KiB pages would
+// print the same output.
+
+/// The ELF file a name in PATH leads to.
+fn real_elf(name: &str) -> Result<PathBuf, Skip> {
+    let p = canonical(&need_tool(name)?);
+    assert!(is_elf(&p), "{} is not an ELF file", p.display());
+    Ok(p)
+}
 
 #[test]
 fn real_true_sh_env() {
@@ -314,6 +326,14 @@ fn real_true_sh_env() {
     // PATH lookup of a program name.
     let (d, _) = run_both(&[], "env", &["sh", "-c", "echo ok"]);
     assert_eq!(d.stdout_str(), "ok\n");
+
+    // Their code on huge pages.
+    let true_elf = canonical(Path::new("/bin/true"));
+    or_skip!(assert_real_code_on_huge_pages(&true_elf, "/bin/true", &[], 0));
+    let sh = canonical(Path::new("/bin/sh"));
+    or_skip!(assert_real_code_on_huge_pages(&sh, "/bin/sh", &["-c", "exit 3"], 3));
+    let env = or_skip!(real_elf("env"));
+    or_skip!(assert_real_code_on_huge_pages(&env, "env", &[], 0));
 }
 
 #[test]
@@ -331,6 +351,21 @@ fn killed_by_signal_like_direct_run() {
         h.end,
         h.stderr_str()
     );
+    // The shell that killed itself ran from huge pages.
+    let sh = canonical(Path::new("/bin/sh"));
+    for strategy in ["conservative", "aggressive"] {
+        let cmd = hl(
+            &["-v", "--backend=thp", &format!("--strategy={strategy}")],
+            "/bin/sh",
+            &["-c", &format!("read x; {script}")],
+        );
+        let i = inspect(cmd, &sh, Ready::StdinRead);
+        assert_eq!(i.run.signal(), Some(15), "{}", i.dump());
+        let used = check_huge(&i, strategy);
+        if strategy == "aggressive" {
+            assert!(used >= 1, "sh: no huge page\n{}", i.dump());
+        }
+    }
 }
 
 #[test]
@@ -371,6 +406,12 @@ fn real_shebang_scripts() {
     let r = run(hl(&["-v"], &script, &[] as &[&str]));
     assert_eq!(r.code("script -v"), 4);
     parse_report(&r.stderr_str()).total(&r.stderr_str());
+
+    // ... whose code is on huge pages (smaps of the running interpreter),
+    // directly and through a nested script.
+    let sh = canonical(Path::new("/bin/sh"));
+    or_skip!(assert_real_code_on_huge_pages(&sh, &script, &[], 4));
+    or_skip!(assert_real_code_on_huge_pages(&sh, &nested, &[], 4));
 }
 
 #[test]
@@ -383,13 +424,22 @@ fn real_git_and_gdb() {
         d.stdout_str()
     );
     run_both(&["--strategy=aggressive"], &git, &["--version"]);
+    let git_elf = or_skip!(real_elf("git"));
+    or_skip!(assert_real_code_on_huge_pages(&git_elf, "git", &["--version"], 0));
+
     or_skip!(need_tool("gdb"));
     let (d, _) = run_both(&[], "gdb", &["--batch", "-nx", "-ex", "print 1+2"]);
     assert_eq!(d.stdout_str(), "$1 = 3\n");
-}
-
-fn is_elf(p: &Path) -> bool {
-    fs::read(p).is_ok_and(|b| b.starts_with(b"\x7fELF"))
+    let gdb_elf = or_skip!(real_elf("gdb"));
+    let (conservative, _) = or_skip!(assert_real_code_on_huge_pages(
+        &gdb_elf,
+        "gdb",
+        &["--batch", "-nx", "-ex", "print 1+2"],
+        0
+    ));
+    if ElfInfo::read(&gdb_elf).text_memsz() > FOUR_MIB {
+        assert!(conservative >= 1, "gdb: text over 4 MiB, conservative U = 0");
+    }
 }
 
 #[test]
@@ -408,7 +458,7 @@ fn real_node() {
         &["-e", "console.log(1+1)"],
     );
 
-    let node = fs::canonicalize(&node).unwrap();
+    let node = canonical(&node);
     assert!(is_elf(&node), "{} is not an ELF file", node.display());
     let cmd = hl(
         &["-v", "--backend=thp"],
@@ -432,36 +482,19 @@ fn real_node() {
     }
 }
 
-/// The python3.11 ELF binary (`python3.11` in PATH may be a pyenv shim).
-fn python_elf() -> Result<PathBuf, Skip> {
-    let usr = PathBuf::from("/usr/bin/python3.11");
-    if is_elf(&usr) {
-        return Ok(usr);
-    }
-    need_tool("python3.11")?;
-    let mut c = command("python3.11");
-    c.args(["-c", "import sys; print(sys.executable)"]);
-    let r = run(c);
-    let p = PathBuf::from(r.stdout_str().trim());
-    let p = fs::canonicalize(&p).map_err(|e| Skip(format!("python3.11: {e}")))?;
-    if is_elf(&p) {
-        Ok(p)
-    } else {
-        Err(Skip("no python3.11 ELF binary found".into()))
-    }
-}
-
+/// python3 as PATH finds it (a pyenv shim is a script: through hugeload
+/// it runs as one), and its ELF program (see `python_elf`).
 #[test]
 fn real_python() {
-    or_skip!(need_tool("python3.11"));
+    or_skip!(need_tool("python3"));
     let code = "import json,sys; print(json.dumps({\"a\": sys.argv}))";
-    let (d, _) = run_both(&[], "python3.11", &["-c", code, "x", "y"]);
+    let (d, _) = run_both(&[], "python3", &["-c", code, "x", "y"]);
     assert_eq!(d.stdout_str(), "{\"a\": [\"-c\", \"x\", \"y\"]}\n");
     let python = or_skip!(python_elf());
     run_both(&["--backend=thp"], &python, &["-c", code, "x", "y"]);
     run_both(&["--strategy=aggressive"], &python, &["-c", code, "x", "y"]);
 
-    // python3.11's text is under 4 MiB: conservative may find no whole 2 MiB
+    // python's text is under 4 MiB: conservative may find no whole 2 MiB
     // block; aggressive must use at least one huge page.
     for strategy in ["conservative", "aggressive"] {
         let cmd = hl(
@@ -475,7 +508,8 @@ fn real_python() {
         if strategy == "aggressive" {
             assert!(
                 used >= 1,
-                "python3.11 aggressive: no huge page\n{}",
+                "{} aggressive: no huge page\n{}",
+                python.display(),
                 i.dump()
             );
         }

@@ -432,16 +432,6 @@ fn pt_interp_identity_glibc_static_pie() {
 // ---------------------------------------------------------------------------
 // 1. PT_INTERP mode: real programs
 
-/// The python3.11 ELF binary.
-fn python_elf() -> Result<PathBuf, Skip> {
-    let p = PathBuf::from("/usr/bin/python3.11");
-    if fs::read(&p).is_ok_and(|b| b.starts_with(b"\x7fELF")) {
-        Ok(p)
-    } else {
-        Err(Skip("/usr/bin/python3.11 is not an ELF program".into()))
-    }
-}
-
 /// Runs `real ARGS` and its patched copy `ARGS`: same stdout and status.
 fn real_same(tag: &str, real: &Path, cases: &[&[&str]]) -> PathBuf {
     let dir = scratch_dir(tag);
@@ -495,11 +485,13 @@ fn pt_interp_real_node() {
     }
 }
 
+/// python3 as PATH finds it (see `python_elf`), patched: same output, and
+/// its code on huge pages (smaps of the running copy).
 #[test]
 fn pt_interp_real_python() {
     or_skip!(need_tool("patchelf"));
     let python = or_skip!(python_elf());
-    real_same(
+    let copy = real_same(
         "interp-python",
         &python,
         &[
@@ -510,13 +502,21 @@ fn pt_interp_real_python() {
             ],
         ],
     );
+    or_skip!(assert_pt_interp_code_on_huge_pages(
+        &copy,
+        &["-c", "import sys; sys.stdin.read()"],
+        false,
+        0
+    ));
 }
 
+/// git, patched: same output, and its code on huge pages (smaps of the
+/// running copy, held at its start).
 #[test]
 fn pt_interp_real_git() {
     or_skip!(need_tool("patchelf"));
     let git = canonical(&or_skip!(need_tool("git")));
-    real_same(
+    let copy = real_same(
         "interp-git",
         &git,
         &[
@@ -524,6 +524,12 @@ fn pt_interp_real_git() {
             &["-c", "modes.test=value one", "config", "modes.test"],
         ],
     );
+    or_skip!(assert_pt_interp_code_on_huge_pages(
+        &copy,
+        &["--version"],
+        true,
+        0
+    ));
 }
 
 // ---------------------------------------------------------------------------
@@ -740,6 +746,16 @@ fn origin_real_rustc() {
         clean_env(c);
     });
     assert!(h.stdout_str().starts_with("rustc "));
+    // Its code on huge pages (smaps of the running rustc). A PT_INTERP copy
+    // is not checked so: its text ends in the page before its writable data,
+    // so wherever the kernel puts it, its one 2 MiB block holds writable
+    // data.
+    or_skip!(assert_real_code_on_huge_pages(
+        &rustc,
+        &rustc,
+        &["--version"],
+        0
+    ));
     let mut c = hl(&["-v"], &rustc, &["-vV"]);
     clean_env(&mut c);
     let r = run(c);
@@ -825,6 +841,13 @@ mark() { "$H" --mark prog > "$O/$1.mark.out" 2>&1; echo $? > "$O/$1.mark.rc"; }
         if c.name == "modes" {
             s.push_str("run modes argv0-marked \"$MODES\" exec custom-argv0 ./prog info\n");
         }
+        if c.name == "node" {
+            // The marked node prints its own smaps: its code on huge pages.
+            s.push_str(&format!(
+                "run node smaps ./prog -e {}\n",
+                sh_quote(NODE_PRINTS_SMAPS)
+            ));
+        }
     }
     // Execute-only: without capabilities (root would read it anyway).
     s.push_str(
@@ -839,6 +862,10 @@ exit 0
     );
     s
 }
+
+/// Node code that prints the process's own smaps.
+const NODE_PRINTS_SMAPS: &str =
+    "process.stdout.write(require('fs').readFileSync('/proc/self/smaps', 'utf8'))";
 
 /// Reads what the script left for `name.tag`: (stdout, stderr, status).
 fn binfmt_result(out: &Path, name: &str, tag: &str) -> (String, String, i32) {
@@ -994,6 +1021,34 @@ fn binfmt_misc_in_user_namespace() {
                 lines_without(&bout, &["at_base="]),
                 "argv[0] not preserved (P flag)\n{aerr}"
             );
+        }
+    }
+
+    // The marked node's code on huge pages, from its own smaps while it ran
+    // through hugeload (HUGELOAD_VERBOSE=1: the report is on its stderr).
+    if cases.iter().any(|c| c.name == "node") {
+        let (sout, serr, src) = binfmt_result(&out, "node", "smaps");
+        let prog = work.join("node/prog");
+        let what = format!(
+            "{} -e {NODE_PRINTS_SMAPS:?} (marked, run by binfmt_misc)",
+            prog.display()
+        );
+        assert_eq!(src, 0, "`{what}`\n{serr}");
+        let run = Run {
+            what: what.clone(),
+            end: End::Exit(src),
+            core_dumped: false,
+            stdout: sout.clone().into_bytes(),
+            stderr: serr.into_bytes(),
+        };
+        let maps = parse_smaps(sout.as_bytes());
+        let i = Inspection::new(what, run, maps, &prog, ElfInfo::read(&prog), None);
+        let used = check_huge(&i, "conservative");
+        if !i.elf.interior_blocks(i.bias).is_empty() {
+            assert!(used >= 1, "node under binfmt_misc: no huge page\n{}", i.dump());
+        }
+        if i.elf.text_memsz() >= 26 << 20 {
+            assert!(used >= 12, "node under binfmt_misc: U = {used}\n{}", i.dump());
         }
     }
 

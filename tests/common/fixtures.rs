@@ -257,6 +257,15 @@ pub const FIXTURES: &[Fixture] = &[
             ],
         )
     },
+    // hold.c: an LD_PRELOAD library that holds a program at its start until
+    // stdin ends, so that a test can read the smaps of a short-lived real
+    // program (see `hold_at_start`).
+    recipe(
+        "hold.so",
+        "gcc",
+        &["hold.c"],
+        &["-O1", "-shared", "-fPIC", "{src}/hold.c", "-o", "{out}"],
+    ),
 ];
 
 fn fnv1a(h: u64, bytes: &[u8]) -> u64 {

@@ -28,9 +28,13 @@ impl Map {
 }
 
 pub fn read_smaps(pid: u32) -> Result<Vec<Map>, std::io::Error> {
-    let text = fs::read(format!("/proc/{pid}/smaps"))?;
+    Ok(parse_smaps(&fs::read(format!("/proc/{pid}/smaps"))?))
+}
+
+/// The mappings of an smaps text.
+pub fn parse_smaps(text: &[u8]) -> Vec<Map> {
     let mut maps = Vec::new();
-    hugeload::smaps::parse(&text, |m: &hugeload::smaps::Mapping| {
+    hugeload::smaps::parse(text, |m: &hugeload::smaps::Mapping| {
         maps.push(Map {
             span: Span {
                 start: m.start,
@@ -45,7 +49,7 @@ pub fn read_smaps(pid: u32) -> Result<Vec<Map>, std::io::Error> {
             kernel_page_kb: m.kernel_page_kb,
         })
     });
-    Ok(maps)
+    maps
 }
 
 /// Bytes on 2 MiB pages of the executable mappings within `span`; a mapping
@@ -119,7 +123,8 @@ pub enum Ready {
     /// The program prints a line `ready` on stdout (fixtures' `--wait`).
     Line,
     /// The program's file is mapped and its main thread is blocked reading
-    /// fd 0 (for real programs).
+    /// fd 0 (real programs: one that reads stdin, or any dynamically linked
+    /// one held by [`hold_at_start`]).
     StdinRead,
 }
 
@@ -243,60 +248,75 @@ pub fn inspect(cmd: Command, program: &Path, ready: Ready) -> Inspection {
         Err(e) => child.fail(&format!("read /proc/{pid}/smaps: {e}")),
     };
     let run = child.finish();
-    let report = parse_report(&run.stderr_str());
+    Inspection::new(what, run, maps, program, elf, printed_base)
+}
 
-    let bias = match (printed_base, bias_from_maps(&maps, program, &elf)) {
-        (Some(p), Some(m)) => {
-            assert_eq!(
-                p, m,
-                "`{what}`: the program says its base is {p:x}, its file mappings say {m:x}"
-            );
-            p
-        }
-        (Some(p), None) => p,
-        (None, Some(m)) => m,
-        (None, None) => panic!(
-            "`{what}`: cannot find where {} is loaded (no file mapping of it)",
-            program.display()
-        ),
-    };
-    let text = elf.text_spans(bias);
-    let ranges = report
-        .huge
-        .iter()
-        .map(|line| {
-            let (huge_bytes, hugetlb_bytes) = huge_bytes_in(&maps, &line.range);
-            RangeCheck {
-                line: line.clone(),
-                huge_bytes,
-                hugetlb_bytes,
-                exec_bytes: exec_bytes_in(&maps, &line.range),
+impl Inspection {
+    /// What `run` (a run of `program` with `-v`) and `maps` (its smaps
+    /// while it ran) say; `printed_base`: the load bias the program printed,
+    /// if it did (checked against its file mappings).
+    pub fn new(
+        what: String,
+        run: Run,
+        maps: Vec<Map>,
+        program: &Path,
+        elf: ElfInfo,
+        printed_base: Option<u64>,
+    ) -> Inspection {
+        let report = parse_report(&run.stderr_str());
+        let bias = match (printed_base, bias_from_maps(&maps, program, &elf)) {
+            (Some(p), Some(m)) => {
+                assert_eq!(
+                    p, m,
+                    "`{what}`: the program says its base is {p:x}, its file mappings say {m:x}"
+                );
+                p
             }
-        })
-        .collect();
-    let (mut text_huge_bytes, mut text_hugetlb_bytes) = (0, 0);
-    for b in elf.touched_blocks(bias) {
-        let (h, t) = huge_bytes_in(
-            &maps,
-            &Span {
-                start: b,
-                end: b + HUGE,
-            },
-        );
-        text_huge_bytes += h;
-        text_hugetlb_bytes += t;
-    }
-    Inspection {
-        what,
-        run,
-        report,
-        maps,
-        elf,
-        bias,
-        text,
-        ranges,
-        text_huge_bytes,
-        text_hugetlb_bytes,
+            (Some(p), None) => p,
+            (None, Some(m)) => m,
+            (None, None) => panic!(
+                "`{what}`: cannot find where {} is loaded (no file mapping of it)",
+                program.display()
+            ),
+        };
+        let text = elf.text_spans(bias);
+        let ranges = report
+            .huge
+            .iter()
+            .map(|line| {
+                let (huge_bytes, hugetlb_bytes) = huge_bytes_in(&maps, &line.range);
+                RangeCheck {
+                    line: line.clone(),
+                    huge_bytes,
+                    hugetlb_bytes,
+                    exec_bytes: exec_bytes_in(&maps, &line.range),
+                }
+            })
+            .collect();
+        let (mut text_huge_bytes, mut text_hugetlb_bytes) = (0, 0);
+        for b in elf.touched_blocks(bias) {
+            let (h, t) = huge_bytes_in(
+                &maps,
+                &Span {
+                    start: b,
+                    end: b + HUGE,
+                },
+            );
+            text_huge_bytes += h;
+            text_hugetlb_bytes += t;
+        }
+        Inspection {
+            what,
+            run,
+            report,
+            maps,
+            elf,
+            bias,
+            text,
+            ranges,
+            text_huge_bytes,
+            text_hugetlb_bytes,
+        }
     }
 }
 

@@ -8,6 +8,8 @@
 //! - [`report`]: the `-v` report;
 //! - [`inspect`]: `/proc/PID/smaps` of a running program and the checks of
 //!   the report against it;
+//! - [`real`]: real programs (python found in PATH, a library that holds a
+//!   short-lived program so that its smaps can be read);
 //! - [`pool`]: the hugetlb pool.
 //!
 //! A test that cannot run here (no root, a tool missing) skips with a
@@ -18,6 +20,7 @@ pub mod elf;
 pub mod fixtures;
 pub mod inspect;
 pub mod pool;
+pub mod real;
 pub mod report;
 pub mod run;
 
@@ -25,6 +28,7 @@ pub use elf::*;
 pub use fixtures::*;
 pub use inspect::*;
 pub use pool::*;
+pub use real::*;
 pub use report::*;
 pub use run::*;
 
