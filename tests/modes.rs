@@ -285,31 +285,22 @@ fn pt_interp_fixture(name: &str) {
     }
 }
 
-macro_rules! pt_interp_fixtures {
-    ($($test:ident: $name:literal;)*) => {
-        mod pt_interp_same_output_and_huge {
-            use super::*;
-            $(
-                #[test]
-                fn $test() {
-                    pt_interp_fixture($name);
-                }
-            )*
-        }
-    };
-}
+/// One test per fixture of the launcher's matrix.
+mod pt_interp_same_output_and_huge {
+    use super::*;
 
-pt_interp_fixtures! {
-    probe_glibc_pie: "probe-glibc-pie";
-    probe_glibc_nopie: "probe-glibc-nopie";
-    probe_glibc_static: "probe-glibc-static";
-    probe_glibc_static_pie: "probe-glibc-static-pie";
-    probe_musl: "probe-musl";
-    probe_musl_static: "probe-musl-static";
-    goprog: "goprog";
-    cxx: "cxx";
-    rustprog: "rustprog";
-    big_pie: "big-pie";
+    case_tests! { pt_interp_fixture {
+        probe_glibc_pie: ("probe-glibc-pie");
+        probe_glibc_nopie: ("probe-glibc-nopie");
+        probe_glibc_static: ("probe-glibc-static");
+        probe_glibc_static_pie: ("probe-glibc-static-pie");
+        probe_musl: ("probe-musl");
+        probe_musl_static: ("probe-musl-static");
+        goprog: ("goprog");
+        cxx: ("cxx");
+        rustprog: ("rustprog");
+        big_pie: ("big-pie");
+    }}
 }
 
 // ---------------------------------------------------------------------------
@@ -408,26 +399,13 @@ fn pt_interp_identity(kind: &str) {
     );
 }
 
-#[test]
-fn pt_interp_identity_glibc_pie() {
-    pt_interp_identity("pie");
-}
-#[test]
-fn pt_interp_identity_glibc_nopie() {
-    pt_interp_identity("nopie");
-}
-#[test]
-fn pt_interp_identity_musl() {
-    pt_interp_identity("musl");
-}
-#[test]
-fn pt_interp_identity_glibc_static() {
-    pt_interp_identity("static");
-}
-#[test]
-fn pt_interp_identity_glibc_static_pie() {
-    pt_interp_identity("static-pie");
-}
+case_tests! { pt_interp_identity {
+    pt_interp_identity_glibc_pie: ("pie");
+    pt_interp_identity_glibc_nopie: ("nopie");
+    pt_interp_identity_musl: ("musl");
+    pt_interp_identity_glibc_static: ("static");
+    pt_interp_identity_glibc_static_pie: ("static-pie");
+}}
 
 // ---------------------------------------------------------------------------
 // 1. PT_INTERP mode: real programs
@@ -1621,15 +1599,10 @@ fn perf_names_functions(backend: &str) {
     );
 }
 
-#[test]
-fn perf_map_names_functions_thp() {
-    perf_names_functions("thp");
-}
-
-#[test]
-fn perf_map_names_functions_hugetlb() {
-    perf_names_functions("hugetlb");
-}
+case_tests! { perf_names_functions {
+    perf_map_names_functions_thp: ("thp");
+    perf_map_names_functions_hugetlb: ("hugetlb");
+}}
 
 // ---------------------------------------------------------------------------
 // 7. gdb and cores
@@ -1894,15 +1867,10 @@ fn gdb_pt_interp(kind: &str) {
     );
 }
 
-#[test]
-fn gdb_breakpoints_pt_interp_pie() {
-    gdb_pt_interp("pie");
-}
-
-#[test]
-fn gdb_breakpoints_pt_interp_nopie() {
-    gdb_pt_interp("nopie");
-}
+case_tests! { gdb_pt_interp {
+    gdb_breakpoints_pt_interp_pie: ("pie");
+    gdb_breakpoints_pt_interp_nopie: ("nopie");
+}}
 
 /// A breakpoint set before `run` in code that hugeload then moves onto huge
 /// pages (`hl_hot_spin` sits in the middle of 6 MiB of text) still stops

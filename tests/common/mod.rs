@@ -186,6 +186,25 @@ macro_rules! or_skip {
     };
 }
 
+/// Cases as data: one named test per case, each calling `check` with the
+/// case's arguments (the test's name is the case's, so a failure names
+/// it):
+///
+/// ```ignore
+/// case_tests! { check {
+///     test_one: ("fixture-a", 7);
+///     test_two: ("fixture-b", 5);
+/// }}
+/// ```
+macro_rules! case_tests {
+    ($check:ident { $($test:ident: ($($arg:expr),* $(,)?);)* }) => {$(
+        #[test]
+        fn $test() {
+            $check($($arg),*);
+        }
+    )*};
+}
+
 /// A tool the test needs, or a skip.
 pub fn need_tool(name: &str) -> Result<PathBuf, Skip> {
     which(name).ok_or_else(|| Skip(format!("`{name}` is not installed")))
