@@ -1,8 +1,9 @@
 //! Integration tests of `hugeload [OPTIONS] [--] PROGRAM [ARGS...]`.
 //!
 //! Every test compares with a direct run of the same program, or reads the
-//! `/proc/PID/smaps` of the program while it runs under hugeload. Fixtures
-//! (tests/fixtures/) are built once into target/fixtures/. Set
+//! `/proc/PID/smaps` of the program while it runs under hugeload (every
+//! real program does both). Fixtures (tests/fixtures/, the table in
+//! tests/common/fixtures.rs) are built once into target/fixtures/. Set
 //! `HUGELOAD_STRICT=1` to turn skips (no root, a tool missing) into failures.
 
 #[macro_use]
@@ -329,9 +330,19 @@ fn real_true_sh_env() {
 
     // Their code on huge pages.
     let true_elf = canonical(Path::new("/bin/true"));
-    or_skip!(assert_real_code_on_huge_pages(&true_elf, "/bin/true", &[], 0));
+    or_skip!(assert_real_code_on_huge_pages(
+        &true_elf,
+        "/bin/true",
+        &[],
+        0
+    ));
     let sh = canonical(Path::new("/bin/sh"));
-    or_skip!(assert_real_code_on_huge_pages(&sh, "/bin/sh", &["-c", "exit 3"], 3));
+    or_skip!(assert_real_code_on_huge_pages(
+        &sh,
+        "/bin/sh",
+        &["-c", "exit 3"],
+        3
+    ));
     let env = or_skip!(real_elf("env"));
     or_skip!(assert_real_code_on_huge_pages(&env, "env", &[], 0));
 }
@@ -425,7 +436,12 @@ fn real_git_and_gdb() {
     );
     run_both(&["--strategy=aggressive"], &git, &["--version"]);
     let git_elf = or_skip!(real_elf("git"));
-    or_skip!(assert_real_code_on_huge_pages(&git_elf, "git", &["--version"], 0));
+    or_skip!(assert_real_code_on_huge_pages(
+        &git_elf,
+        "git",
+        &["--version"],
+        0
+    ));
 
     or_skip!(need_tool("gdb"));
     let (d, _) = run_both(&[], "gdb", &["--batch", "-nx", "-ex", "print 1+2"]);
@@ -438,7 +454,10 @@ fn real_git_and_gdb() {
         0
     ));
     if ElfInfo::read(&gdb_elf).text_memsz() > FOUR_MIB {
-        assert!(conservative >= 1, "gdb: text over 4 MiB, conservative U = 0");
+        assert!(
+            conservative >= 1,
+            "gdb: text over 4 MiB, conservative U = 0"
+        );
     }
 }
 
@@ -897,7 +916,10 @@ fn script_with_missing_interpreter() {
     let shell_code = run(sh).code("sh -c script");
     let direct = run_limited(command(&p), Stdin::Null, TIMEOUT);
     let End::ExecError(errno) = direct.end else {
-        panic!("a script with a missing interpreter ran: {}", direct.short());
+        panic!(
+            "a script with a missing interpreter ran: {}",
+            direct.short()
+        );
     };
     let errno_class = match errno {
         2 | 20 => 127,

@@ -3,11 +3,13 @@
 //! execution, `--stat`, `--perf-map`, gdb and core dumps.
 //!
 //! Every test compares with a direct run of the same program, or reads
-//! `/proc/PID/*` of the program while it runs. The fixture
-//! `tests/fixtures/modes_probe.c` is built here (glibc PIE and non-PIE, musl,
-//! static, static-pie) into target/fixtures/modes-*. A test that needs
-//! something the machine lacks (root, a tool, a kernel feature) prints
-//! `SKIP <test>: <reason>`; with `HUGELOAD_STRICT=1` that fails.
+//! `/proc/PID/*` of the program while it runs; a real program run through
+//! hugeload is also checked on huge pages in its smaps. Besides the
+//! launcher's fixtures, `tests/fixtures/modes_probe.c` is built (glibc PIE
+//! and non-PIE, musl, static, static-pie: the fixtures `modes-*` of
+//! tests/common/fixtures.rs). A test that needs something the machine lacks
+//! (root, a tool, a kernel feature) prints `SKIP <test>: <reason>`; with
+//! `HUGELOAD_STRICT=1` that fails.
 
 #[macro_use]
 mod common;
@@ -940,12 +942,7 @@ fn binfmt_misc_in_user_namespace() {
             ));
             return;
         }
-        _ => panic!(
-            "`{what}`: {}\n{}{}",
-            r.end,
-            r.stdout_str(),
-            r.stderr_str()
-        ),
+        _ => panic!("`{what}`: {}\n{}{}", r.end, r.stdout_str(), r.stderr_str()),
     }
     let rule = fs::read_to_string(out.join("rule.status")).unwrap();
     assert!(
@@ -1023,10 +1020,18 @@ fn binfmt_misc_in_user_namespace() {
         let i = Inspection::new(what, run, maps, &prog, ElfInfo::read(&prog), None);
         let used = check_huge(&i, "conservative");
         if !i.elf.interior_blocks(i.bias).is_empty() {
-            assert!(used >= 1, "node under binfmt_misc: no huge page\n{}", i.dump());
+            assert!(
+                used >= 1,
+                "node under binfmt_misc: no huge page\n{}",
+                i.dump()
+            );
         }
         if i.elf.text_memsz() >= 26 << 20 {
-            assert!(used >= 12, "node under binfmt_misc: U = {used}\n{}", i.dump());
+            assert!(
+                used >= 12,
+                "node under binfmt_misc: U = {used}\n{}",
+                i.dump()
+            );
         }
     }
 
@@ -1713,12 +1718,7 @@ fn core_dump_holds_huge_page_code() {
             skip(&format!("cannot raise RLIMIT_CORE: {stderr}"));
             return;
         }
-        assert_eq!(
-            r.signal(),
-            Some(11),
-            "`{what}`: {}\n{stderr}",
-            r.end
-        );
+        assert_eq!(r.signal(), Some(11), "`{what}`: {}\n{stderr}", r.end);
         assert!(r.core_dumped, "`{what}`: no core dumped\n{stderr}");
         let core = fs::read_dir(&dir)
             .unwrap()

@@ -11,7 +11,12 @@ use super::*;
 pub fn le(b: &[u8], at: usize, n: usize) -> Option<u64> {
     assert!(n <= 8, "le: {n} bytes");
     let bytes = b.get(at..at.checked_add(n)?)?;
-    Some(bytes.iter().rev().fold(0u64, |v, &x| (v << 8) | u64::from(x)))
+    Some(
+        bytes
+            .iter()
+            .rev()
+            .fold(0u64, |v, &x| (v << 8) | u64::from(x)),
+    )
 }
 
 fn le_in(b: &[u8], at: usize, n: usize) -> u64 {
@@ -54,8 +59,6 @@ pub struct ElfInfo {
     pub e_phoff: u64,
     pub phdrs: Vec<Phdr>,
 }
-
-
 
 /// A closed half-open address range.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -345,4 +348,3 @@ pub fn add_pt_interp(b: &mut [u8], interp: &[u8]) -> Result<(), String> {
     }
     Ok(())
 }
-

@@ -59,6 +59,7 @@ const VIEW: &[&str] = &["view.c"];
 const MODES: &[&str] = &["modes_probe.c"];
 
 /// Every fixture of every test binary.
+#[rustfmt::skip]
 pub const FIXTURES: &[Fixture] = &[
     // probe.c: prints argv, environment and auxv facts (launcher, modes).
     recipe(

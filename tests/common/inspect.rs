@@ -200,7 +200,6 @@ impl Inspection {
     }
 }
 
-
 fn maps_mention(pid: u32, name: &str) -> bool {
     fs::read_to_string(format!("/proc/{pid}/maps")).is_ok_and(|m| m.contains(name))
 }

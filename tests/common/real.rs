@@ -45,7 +45,11 @@ pub fn python_elf() -> Result<PathBuf, Skip> {
             match fs::canonicalize(&named) {
                 Ok(p) if r.success() && is_elf(&p) => elf = p,
                 _ => {
-                    seen.push(format!("{} (no ELF program: {})", found.display(), r.short()));
+                    seen.push(format!(
+                        "{} (no ELF program: {})",
+                        found.display(),
+                        r.short()
+                    ));
                     continue;
                 }
             }
@@ -76,7 +80,10 @@ pub fn hold_at_start(cmd: &mut Command) -> Result<(), Skip> {
 
 /// Whether `elf` has a PT_INTERP (is dynamically linked).
 pub fn is_dynamic(elf: &Path) -> bool {
-    ElfInfo::read(elf).phdrs.iter().any(|p| p.p_type == PT_INTERP)
+    ElfInfo::read(elf)
+        .phdrs
+        .iter()
+        .any(|p| p.p_type == PT_INTERP)
 }
 
 /// `hugeload -v --backend=thp --strategy=S typed args` (`typed`: the
@@ -126,7 +133,11 @@ pub fn assert_real_code_on_huge_pages(
 /// mode): wholly inside the image (the pages of its PT_LOADs, lowest to
 /// highest) and sharing no page with a writable segment.
 pub fn aggressive_room(elf: &ElfInfo, bias: u64) -> Vec<u64> {
-    let lo = elf.loads().map(|p| bias + page_down(p.p_vaddr)).min().unwrap_or(0);
+    let lo = elf
+        .loads()
+        .map(|p| bias + page_down(p.p_vaddr))
+        .min()
+        .unwrap_or(0);
     let hi = elf
         .loads()
         .map(|p| bias + page_up(p.p_vaddr + p.p_memsz))

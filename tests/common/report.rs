@@ -2,7 +2,6 @@
 
 use super::*;
 
-
 /// `hugeload: huge <start>-<end> <N> x 2M <backend>`
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HugeLine {

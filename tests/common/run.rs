@@ -328,8 +328,16 @@ impl Running {
     pub fn fail(&mut self, msg: &str) -> ! {
         self.kill();
         self.stdin.take();
-        let out = self.out.take().map(|t| t.join().unwrap()).unwrap_or_default();
-        let err = self.err.take().map(|t| t.join().unwrap()).unwrap_or_default();
+        let out = self
+            .out
+            .take()
+            .map(|t| t.join().unwrap())
+            .unwrap_or_default();
+        let err = self
+            .err
+            .take()
+            .map(|t| t.join().unwrap())
+            .unwrap_or_default();
         panic!(
             "`{}`: {msg}\nstdout:\n{}\nstderr:\n{}",
             self.what,

@@ -179,18 +179,26 @@ fn differences(e: &Expected, t: &Tried) -> Vec<String> {
     let mut d = Vec::new();
     let kernel = kernel_verdict(t.direct.end);
     if kernel != e.kernel {
-        d.push(format!("the kernel: expected `{}`, got `{kernel}`", e.kernel));
+        d.push(format!(
+            "the kernel: expected `{}`, got `{kernel}`",
+            e.kernel
+        ));
     }
     let hugeload = hugeload_verdict(t);
     if hugeload != e.hugeload {
-        d.push(format!("hugeload: expected `{}`, got `{hugeload}`", e.hugeload));
+        d.push(format!(
+            "hugeload: expected `{}`, got `{hugeload}`",
+            e.hugeload
+        ));
     }
     let reason = refusal_reason(&t.hl, &t.path.to_string_lossy()).map(str::to_string);
     match (e.reason.as_str(), &reason) {
         ("-", None) => {}
         ("-", Some(r)) => d.push(format!("reason: expected none, got {r:?}")),
         (want, Some(r)) if r.contains(want) => {}
-        (want, r) => d.push(format!("reason: expected one containing {want:?}, got {r:?}")),
+        (want, r) => d.push(format!(
+            "reason: expected one containing {want:?}, got {r:?}"
+        )),
     }
     d
 }
@@ -215,7 +223,10 @@ pub fn corpus_files_are_refused_or_run_like_the_kernel() {
         if table.iter().filter(|x| x.file == e.file).count() > 1 {
             table_errors.push(format!("{}: more than one line in expected.tsv", e.file));
         }
-        if !files.iter().any(|f| f.file_name() == Some(OsStr::new(&e.file))) {
+        if !files
+            .iter()
+            .any(|f| f.file_name() == Some(OsStr::new(&e.file)))
+        {
             table_errors.push(format!("{}: in expected.tsv, not in tests/corpus/", e.file));
         }
     }

@@ -40,7 +40,11 @@ pub fn thp_disabled_for_the_process() {
         or_skip!(check_step(s, &prog, &["sum"], step));
     }
     let (d, h) = or_skip!(run_views(s, &[], &prog, &["view"]));
-    assert!(d.stdout_str().contains("THP_enabled:\t0"), "{}", d.stdout_str());
+    assert!(
+        d.stdout_str().contains("THP_enabled:\t0"),
+        "{}",
+        d.stdout_str()
+    );
     if let Err(e) = compare_views(&d, &h, false) {
         panic!("{e}");
     }
@@ -248,7 +252,13 @@ pub fn small_rlimit_stack() {
             TIMEOUT
         ));
         let direct_ok = (0..RUNS)
-            .map(|_| run_limited(small(direct(s, &prog, &["sum"]).unwrap()), Stdin::Null, TIMEOUT))
+            .map(|_| {
+                run_limited(
+                    small(direct(s, &prog, &["sum"]).unwrap()),
+                    Stdin::Null,
+                    TIMEOUT,
+                )
+            })
             .all(|o| o.end == End::Exit(0) && o.stdout == d.stdout);
         if !direct_ok || d.end != End::Exit(0) {
             note(&format!(
@@ -259,7 +269,13 @@ pub fn small_rlimit_stack() {
         }
         for opts in [&[][..], &["-b", "thp"], &["-b", "off"]] {
             let bad: Vec<Run> = (0..RUNS)
-                .map(|_| run_limited(small(via(s, opts, &prog, &["sum"]).unwrap()), Stdin::Null, TIMEOUT))
+                .map(|_| {
+                    run_limited(
+                        small(via(s, opts, &prog, &["sum"]).unwrap()),
+                        Stdin::Null,
+                        TIMEOUT,
+                    )
+                })
                 .filter(|h| h.end != End::Exit(0) || h.stdout != d.stdout)
                 .collect();
             if let Some(h) = bad.first() {

@@ -96,7 +96,12 @@ pub fn direct(settings: &[&str], program: &Path, args: &[&str]) -> Result<Comman
 }
 
 /// `[wrapper] hugeload opts program args`.
-pub fn via(settings: &[&str], opts: &[&str], program: &Path, args: &[&str]) -> Result<Command, Skip> {
+pub fn via(
+    settings: &[&str],
+    opts: &[&str],
+    program: &Path,
+    args: &[&str],
+) -> Result<Command, Skip> {
     let mut argv = vec![hugeload().as_os_str().to_owned()];
     argv.extend(opts.iter().map(OsString::from));
     argv.extend(os_args(program, args));
@@ -291,14 +296,13 @@ pub fn check_step(
 ) -> Result<Report, Skip> {
     let (_, h) = run_pair(settings, step.opts, program, args)?;
     let r = accounted(&h, program);
-    let case = format!("`{}` under {settings:?}: expected {:?}", h.what, step.expect);
+    let case = format!(
+        "`{}` under {settings:?}: expected {:?}",
+        h.what, step.expect
+    );
     match step.expect {
         Expect::GivesUp(reason) => {
-            assert!(
-                r.huge.is_empty(),
-                "{case}: huge pages\n{}",
-                h.stderr_str()
-            );
+            assert!(r.huge.is_empty(), "{case}: huge pages\n{}", h.stderr_str());
             assert_reasons(&h, &r, &[reason]);
         }
         Expect::AllOn(backend) => assert!(

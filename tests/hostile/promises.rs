@@ -289,4 +289,3 @@ pub fn pie_bases_are_randomized() {
         note(&format!("{mode}: bases {bases:?}"));
     }
 }
-

@@ -5,8 +5,8 @@ use crate::common::*;
 use crate::harness::*;
 use crate::strace::parse_trace;
 use std::fs;
-use std::process::Command;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 const ENOENT: i32 = 2;
 
@@ -322,4 +322,3 @@ pub fn finish(what: &str, tally: &Tally, failures: &[String], lines: &[String]) 
         failures.join("\n\n")
     );
 }
-

@@ -372,7 +372,11 @@ pub fn program_view_is_the_kernels_under_binfmt_misc() {
             ));
             continue;
         }
-        if !h.stderr_str().lines().any(|l| l.starts_with("hugeload: load ")) {
+        if !h
+            .stderr_str()
+            .lines()
+            .any(|l| l.starts_with("hugeload: load "))
+        {
             failures.push(format!(
                 "`{}`: the marked copy did not go through hugeload \
                  (HUGELOAD_VERBOSE=1): {}",
