@@ -1,8 +1,9 @@
 //! Integration tests of `hugeload [OPTIONS] [--] PROGRAM [ARGS...]`.
 //!
 //! Every test compares with a direct run of the same program, or reads the
-//! `/proc/PID/smaps` of the program while it runs under hugeload. Fixtures
-//! (tests/fixtures/) are built once into target/fixtures/. Set
+//! `/proc/PID/smaps` of the program while it runs under hugeload (every
+//! real program does both). Fixtures (tests/fixtures/, the table in
+//! tests/common/fixtures.rs) are built once into target/fixtures/. Set
 //! `HUGELOAD_STRICT=1` to turn skips (no root, a tool missing) into failures.
 
 #[macro_use]
@@ -10,15 +11,12 @@ mod common;
 
 use common::*;
 use std::fs;
-use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 /// Arguments given to every fixture: an empty one, one with a space, and
 /// ones that look like hugeload options (they belong to the program).
 const ARGS: &[&str] = &["a", "b c", "", "--", "-v", "--backend=off"];
 const PROBE_ENV: &str = "x y=z";
-const FOUR_MIB: u64 = 4 << 20;
 
 /// The option sets each fixture is run with.
 const OPTION_SETS: &[&[&str]] = &[
@@ -83,7 +81,7 @@ fn argv0(name: &str) {
     let relative = format!("./{name}");
     let cases: [(&str, &str); 2] = [(&relative, "relative path"), (name, "PATH lookup")];
     for (typed, how) in cases {
-        let mut direct = Command::new(typed);
+        let mut direct = command(typed);
         direct
             .args(["x", "y"])
             .current_dir(&dir)
@@ -115,7 +113,7 @@ fn argv0(name: &str) {
 
     // --argv0=NAME
     let d = run({
-        let mut c = Command::new(&prog);
+        let mut c = command(&prog);
         c.args(["x", "y"]);
         c
     });
@@ -151,7 +149,7 @@ fn argv0(name: &str) {
 /// 2 MiB block the text touches on huge pages (U == L).
 fn huge(name: &str, status: i32, backend: &str, every_block: bool) {
     let prog = or_skip!(fixture(name));
-    let _guard = (backend == "hugetlb").then(|| lock(&HUGETLB_LOCK));
+    let _guard = (backend == "hugetlb").then(pool_exclusive);
     if backend == "hugetlb" {
         or_skip!(ensure_hugetlb_pool(HUGETLB_POOL_PAGES));
     }
@@ -288,6 +286,18 @@ fn big_text_interior_is_all_huge() {
 
 // ---------------------------------------------------------------------------
 // Real programs
+//
+// Each test also checks, in smaps of the running program, that the code of
+// the real program it runs went on huge pages (see
+// `assert_real_code_on_huge_pages`): a silent fallback to 4 KiB pages would
+// print the same output.
+
+/// The ELF file a name in PATH leads to.
+fn real_elf(name: &str) -> Result<PathBuf, Skip> {
+    let p = canonical(&need_tool(name)?);
+    assert!(is_elf(&p), "{} is not an ELF file", p.display());
+    Ok(p)
+}
 
 #[test]
 fn real_true_sh_env() {
@@ -317,23 +327,56 @@ fn real_true_sh_env() {
     // PATH lookup of a program name.
     let (d, _) = run_both(&[], "env", &["sh", "-c", "echo ok"]);
     assert_eq!(d.stdout_str(), "ok\n");
+
+    // Their code on huge pages.
+    let true_elf = canonical(Path::new("/bin/true"));
+    or_skip!(assert_real_code_on_huge_pages(
+        &true_elf,
+        "/bin/true",
+        &[],
+        0
+    ));
+    let sh = canonical(Path::new("/bin/sh"));
+    or_skip!(assert_real_code_on_huge_pages(
+        &sh,
+        "/bin/sh",
+        &["-c", "exit 3"],
+        3
+    ));
+    let env = or_skip!(real_elf("env"));
+    or_skip!(assert_real_code_on_huge_pages(&env, "env", &[], 0));
 }
 
 #[test]
 fn killed_by_signal_like_direct_run() {
     let script = "kill -TERM $$; sleep 5";
-    let mut direct = Command::new("/bin/sh");
+    let mut direct = command("/bin/sh");
     direct.args(["-c", script]);
     let d = run(direct);
     let h = run(hl(&[] as &[&str], "/bin/sh", &["-c", script]));
-    assert_eq!(d.status.signal(), Some(15), "direct run");
+    assert_eq!(d.signal(), Some(15), "direct run");
     assert_eq!(
-        h.status.signal(),
+        h.signal(),
         Some(15),
-        "via hugeload: {:?}\nstderr:\n{}",
-        h.status,
+        "via hugeload: {}\nstderr:\n{}",
+        h.end,
         h.stderr_str()
     );
+    // The shell that killed itself ran from huge pages.
+    let sh = canonical(Path::new("/bin/sh"));
+    for strategy in ["conservative", "aggressive"] {
+        let cmd = hl(
+            &["-v", "--backend=thp", &format!("--strategy={strategy}")],
+            "/bin/sh",
+            &["-c", &format!("read x; {script}")],
+        );
+        let i = inspect(cmd, &sh, Ready::StdinRead);
+        assert_eq!(i.run.signal(), Some(15), "{}", i.dump());
+        let used = check_huge(&i, strategy);
+        if strategy == "aggressive" {
+            assert!(used >= 1, "sh: no huge page\n{}", i.dump());
+        }
+    }
 }
 
 #[test]
@@ -374,6 +417,12 @@ fn real_shebang_scripts() {
     let r = run(hl(&["-v"], &script, &[] as &[&str]));
     assert_eq!(r.code("script -v"), 4);
     parse_report(&r.stderr_str()).total(&r.stderr_str());
+
+    // ... whose code is on huge pages (smaps of the running interpreter),
+    // directly and through a nested script.
+    let sh = canonical(Path::new("/bin/sh"));
+    or_skip!(assert_real_code_on_huge_pages(&sh, &script, &[], 4));
+    or_skip!(assert_real_code_on_huge_pages(&sh, &nested, &[], 4));
 }
 
 #[test]
@@ -386,13 +435,30 @@ fn real_git_and_gdb() {
         d.stdout_str()
     );
     run_both(&["--strategy=aggressive"], &git, &["--version"]);
+    let git_elf = or_skip!(real_elf("git"));
+    or_skip!(assert_real_code_on_huge_pages(
+        &git_elf,
+        "git",
+        &["--version"],
+        0
+    ));
+
     or_skip!(need_tool("gdb"));
     let (d, _) = run_both(&[], "gdb", &["--batch", "-nx", "-ex", "print 1+2"]);
     assert_eq!(d.stdout_str(), "$1 = 3\n");
-}
-
-fn is_elf(p: &Path) -> bool {
-    fs::read(p).is_ok_and(|b| b.starts_with(b"\x7fELF"))
+    let gdb_elf = or_skip!(real_elf("gdb"));
+    let (conservative, _) = or_skip!(assert_real_code_on_huge_pages(
+        &gdb_elf,
+        "gdb",
+        &["--batch", "-nx", "-ex", "print 1+2"],
+        0
+    ));
+    if ElfInfo::read(&gdb_elf).text_memsz() > FOUR_MIB {
+        assert!(
+            conservative >= 1,
+            "gdb: text over 4 MiB, conservative U = 0"
+        );
+    }
 }
 
 #[test]
@@ -411,7 +477,7 @@ fn real_node() {
         &["-e", "console.log(1+1)"],
     );
 
-    let node = fs::canonicalize(&node).unwrap();
+    let node = canonical(&node);
     assert!(is_elf(&node), "{} is not an ELF file", node.display());
     let cmd = hl(
         &["-v", "--backend=thp"],
@@ -435,36 +501,19 @@ fn real_node() {
     }
 }
 
-/// The python3.11 ELF binary (`python3.11` in PATH may be a pyenv shim).
-fn python_elf() -> Result<PathBuf, Skip> {
-    let usr = PathBuf::from("/usr/bin/python3.11");
-    if is_elf(&usr) {
-        return Ok(usr);
-    }
-    need_tool("python3.11")?;
-    let mut c = Command::new("python3.11");
-    c.args(["-c", "import sys; print(sys.executable)"]);
-    let r = run(c);
-    let p = PathBuf::from(r.stdout_str().trim());
-    let p = fs::canonicalize(&p).map_err(|e| Skip(format!("python3.11: {e}")))?;
-    if is_elf(&p) {
-        Ok(p)
-    } else {
-        Err(Skip("no python3.11 ELF binary found".into()))
-    }
-}
-
+/// python3 as PATH finds it (a pyenv shim is a script: through hugeload
+/// it runs as one), and its ELF program (see `python_elf`).
 #[test]
 fn real_python() {
-    or_skip!(need_tool("python3.11"));
+    or_skip!(need_tool("python3"));
     let code = "import json,sys; print(json.dumps({\"a\": sys.argv}))";
-    let (d, _) = run_both(&[], "python3.11", &["-c", code, "x", "y"]);
+    let (d, _) = run_both(&[], "python3", &["-c", code, "x", "y"]);
     assert_eq!(d.stdout_str(), "{\"a\": [\"-c\", \"x\", \"y\"]}\n");
     let python = or_skip!(python_elf());
     run_both(&["--backend=thp"], &python, &["-c", code, "x", "y"]);
     run_both(&["--strategy=aggressive"], &python, &["-c", code, "x", "y"]);
 
-    // python3.11's text is under 4 MiB: conservative may find no whole 2 MiB
+    // python's text is under 4 MiB: conservative may find no whole 2 MiB
     // block; aggressive must use at least one huge page.
     for strategy in ["conservative", "aggressive"] {
         let cmd = hl(
@@ -478,7 +527,8 @@ fn real_python() {
         if strategy == "aggressive" {
             assert!(
                 used >= 1,
-                "python3.11 aggressive: no huge page\n{}",
+                "{} aggressive: no huge page\n{}",
+                python.display(),
                 i.dump()
             );
         }
@@ -496,22 +546,19 @@ fn thp_disabled_falls_back_to_small_pages() {
     let prog = or_skip!(fixture("probe-glibc-pie"));
 
     // The wrapper works.
-    let mut c = Command::new(&wrapper);
+    let mut c = command(&wrapper);
     c.args(["/bin/grep", "THP_enabled", "/proc/self/status"]);
     let r = run(c);
     assert_eq!(r.stdout_str().trim(), "THP_enabled:\t0", "thp_off wrapper");
 
-    let mut direct = Command::new(&prog);
+    let mut direct = command(&prog);
     direct.args(ARGS);
     let d = run(direct);
-    let mut via = Command::new(&wrapper);
+    let mut via = command(&wrapper);
     via.arg(hugeload())
         .args(["--backend=thp", "-v"])
         .arg(&prog)
         .args(ARGS);
-    for var in HUGELOAD_ENV {
-        via.env_remove(var);
-    }
     let what = describe(&via);
     let h = run(via);
     let stderr = h.stderr_str();
@@ -539,14 +586,11 @@ fn thp_disabled_falls_back_to_small_pages() {
     );
 
     // And smaps agrees: nothing in the text is on huge pages.
-    let mut cmd = Command::new(&wrapper);
+    let mut cmd = command(&wrapper);
     cmd.arg(hugeload())
         .args(["--backend=thp", "-v"])
         .arg(&prog)
         .arg("--wait");
-    for var in HUGELOAD_ENV {
-        cmd.env_remove(var);
-    }
     let i = inspect(cmd, &prog, Ready::Line);
     assert_eq!(i.run.code(&i.what), 7);
     assert_eq!(i.text_huge_bytes, 0, "{}", i.dump());
@@ -604,7 +648,7 @@ fn hugetlb_backend_runs_whatever_the_pool() {
 #[test]
 fn auto_backend_uses_hugetlb_when_the_pool_has_pages() {
     let prog = or_skip!(fixture("probe-glibc-pie"));
-    let _guard = lock(&HUGETLB_LOCK);
+    let _guard = pool_exclusive();
     or_skip!(ensure_hugetlb_pool(HUGETLB_POOL_PAGES));
     let free = hugetlb_free_pages();
     let cmd = hl(&["-v"], &prog, &["--wait"]);
@@ -810,8 +854,7 @@ fn text_file_without_shebang_is_126() {
 
 #[test]
 fn elf32_is_126() {
-    let dir = scratch_dir("elf32");
-    let p = elf32_program(&dir);
+    let p = or_skip!(fixture("elf32"));
     assert_rejected(&p.to_string_lossy(), 126);
 }
 
@@ -868,18 +911,18 @@ fn script_with_missing_interpreter() {
     set_mode(&p, 0o755);
     let path = p.to_string_lossy().into_owned();
 
-    let mut sh = Command::new("/bin/sh");
+    let mut sh = command("/bin/sh");
     sh.args(["-c", &path]);
     let shell_code = run(sh).code("sh -c script");
-    let errno = Command::new(&p)
-        .spawn()
-        .map(|mut c| {
-            let _ = c.wait();
-        })
-        .expect_err("a script with a missing interpreter ran")
-        .raw_os_error();
+    let direct = run_limited(command(&p), Stdin::Null, TIMEOUT);
+    let End::ExecError(errno) = direct.end else {
+        panic!(
+            "a script with a missing interpreter ran: {}",
+            direct.short()
+        );
+    };
     let errno_class = match errno {
-        Some(2) | Some(20) => 127,
+        2 | 20 => 127,
         _ => 126,
     };
     assert_eq!(

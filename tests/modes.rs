@@ -3,42 +3,30 @@
 //! execution, `--stat`, `--perf-map`, gdb and core dumps.
 //!
 //! Every test compares with a direct run of the same program, or reads
-//! `/proc/PID/*` of the program while it runs. The fixture
-//! `tests/fixtures/modes_probe.c` is built here (glibc PIE and non-PIE, musl,
-//! static, static-pie) into target/fixtures/modes-*. A test that needs
-//! something the machine lacks (root, a tool, a kernel feature) prints
-//! `SKIP <test>: <reason>`; with `HUGELOAD_STRICT=1` that fails.
+//! `/proc/PID/*` of the program while it runs; a real program run through
+//! hugeload is also checked on huge pages in its smaps. Besides the
+//! launcher's fixtures, `tests/fixtures/modes_probe.c` is built (glibc PIE
+//! and non-PIE, musl, static, static-pie: the fixtures `modes-*` of
+//! tests/common/fixtures.rs). A test that needs something the machine lacks
+//! (root, a tool, a kernel feature) prints `SKIP <test>: <reason>`; with
+//! `HUGELOAD_STRICT=1` that fails.
 
 #[macro_use]
 mod common;
 
 use common::*;
-use std::collections::HashMap;
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::{Mutex, OnceLock, mpsc};
-use std::thread::{self, JoinHandle};
+use std::process::Command;
+use std::sync::Mutex;
+use std::thread;
 use std::time::{Duration, Instant};
 
 /// Arguments given to the probe fixtures (an empty one, one with a space,
 /// ones that look like options).
 const ARGS: &[&str] = &["a", "b c", "", "--", "-v"];
 const PROBE_ENV: &str = "x y=z";
-const FOUR_MIB: u64 = 4 << 20;
-const GLIBC_INTERP: &str = "/lib64/ld-linux-x86-64.so.2";
-const MUSL_INTERP: &str = "/lib/ld-musl-x86_64.so.1";
-/// Every variable hugeload reads, removed from every command here.
-const ALL_HUGELOAD_ENV: [&str; 6] = [
-    "HUGELOAD_STRATEGY",
-    "HUGELOAD_BACKEND",
-    "HUGELOAD_VERBOSE",
-    "HUGELOAD_OFF",
-    "HUGELOAD_INTERP",
-    "HUGELOAD_PERFMAP",
-];
 /// `mov (%rdi),%eax; ret; int3`: the first bytes of `hl_crash_fn` in
 /// modes_probe.c, where it faults.
 const CRASH_BYTES: [u8; 4] = [0x8b, 0x07, 0xc3, 0xcc];
@@ -46,38 +34,18 @@ const CRASH_BYTES: [u8; 4] = [0x8b, 0x07, 0xc3, 0xcc];
 // ---------------------------------------------------------------------------
 // Small helpers
 
-/// Removes the `HUGELOAD_*` variables, and `LD_LIBRARY_PATH` (cargo sets it
-/// to the toolchain's lib, which would find rustc's libraries without
-/// `$ORIGIN`).
+/// Removes the `HUGELOAD_*` variables ([`hugeload::options::ENV_VARS`]),
+/// and `LD_LIBRARY_PATH` (cargo sets it to the toolchain's lib, which would
+/// find rustc's libraries without `$ORIGIN`).
 fn clean_env(cmd: &mut Command) -> &mut Command {
-    for var in ALL_HUGELOAD_ENV {
-        cmd.env_remove(var);
-    }
-    cmd.env_remove("LD_LIBRARY_PATH")
+    clear_hugeload_env(cmd).env_remove("LD_LIBRARY_PATH")
 }
 
+/// `program` with [`clean_env`] (shadows `common::command` in this file).
 fn command(program: impl AsRef<std::ffi::OsStr>) -> Command {
     let mut cmd = Command::new(program);
     clean_env(&mut cmd);
     cmd
-}
-
-fn canonical(p: &Path) -> PathBuf {
-    fs::canonicalize(p).unwrap_or_else(|e| panic!("canonicalize {}: {e}", p.display()))
-}
-
-/// A field of `/proc/self/status`.
-fn self_status(key: &str) -> Option<String> {
-    let s = fs::read_to_string("/proc/self/status").ok()?;
-    s.lines()
-        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
-        .map(|v| v.trim().to_string())
-}
-
-fn is_root() -> bool {
-    self_status("Uid")
-        .and_then(|v| v.split_whitespace().nth(1).map(|e| e == "0"))
-        .unwrap_or(false)
 }
 
 /// Whether this process has capability `bit` in its effective set.
@@ -88,30 +56,6 @@ fn has_cap(bit: u32) -> bool {
 }
 
 const CAP_SYS_ADMIN: u32 = 21;
-
-fn need_root(why: &str) -> Result<(), Skip> {
-    if is_root() {
-        Ok(())
-    } else {
-        Err(Skip(format!("needs root ({why})")))
-    }
-}
-
-fn kernel_release() -> String {
-    fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "unknown".into())
-}
-
-fn le16(b: &[u8], at: usize) -> u16 {
-    u16::from_le_bytes(b[at..at + 2].try_into().unwrap())
-}
-fn le32(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes(b[at..at + 4].try_into().unwrap())
-}
-fn le64(b: &[u8], at: usize) -> u64 {
-    u64::from_le_bytes(b[at..at + 8].try_into().unwrap())
-}
 
 fn sh_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
@@ -136,194 +80,19 @@ fn hugeload_lines(stderr: &str) -> Vec<&str> {
         .collect()
 }
 
-// ---------------------------------------------------------------------------
-// The modes_probe fixture, built here
-
-fn fnv1a(h: u64, bytes: &[u8]) -> u64 {
-    bytes
-        .iter()
-        .fold(h, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100000001b3))
-}
-
-type Built = Result<PathBuf, Skip>;
-
-/// Builds `sources` (under tests/fixtures) with `tool args... -o OUT` into
-/// target/fixtures/NAME, once per test process, rebuilding when the tool,
-/// arguments or sources change.
-fn build_cached(name: &str, tool: &str, sources: &[&str], args: &[&str], needs: &[&str]) -> Built {
-    static CELLS: OnceLock<Mutex<HashMap<String, &'static OnceLock<Built>>>> = OnceLock::new();
-    let cell = {
-        let mut cells = lock(CELLS.get_or_init(Default::default));
-        *cells
-            .entry(name.to_string())
-            .or_insert_with(|| Box::leak(Box::new(OnceLock::new())))
-    };
-    cell.get_or_init(|| {
-        let tool = need_tool(tool)?;
-        for file in needs {
-            if !Path::new(file).exists() {
-                return Err(Skip(format!("{file} is missing (needed for {name})")));
-            }
-        }
-        let src = fixture_sources();
-        let dir = fixtures_dir();
-        let out = dir.join(name);
-        let stamp = dir.join(format!("{name}.stamp"));
-        let mut h = fnv1a(0xcbf2_9ce4_8422_2325, tool.as_os_str().as_encoded_bytes());
-        for a in args {
-            h = fnv1a(fnv1a(h, a.as_bytes()), b"\0");
-        }
-        for s in sources {
-            h = fnv1a(h, &fs::read(src.join(s)).unwrap());
-        }
-        let key = format!("{h:016x}\n");
-        if out.exists() && fs::read_to_string(&stamp).is_ok_and(|s| s == key) {
-            return Ok(out);
-        }
-        let tmp = dir.join(format!("{name}.{}.tmp", std::process::id()));
-        let mut cmd = Command::new(&tool);
-        for a in args {
-            cmd.arg(a.replace("{src}", &src.to_string_lossy()));
-        }
-        cmd.arg("-o").arg(&tmp);
-        let what = describe(&cmd);
-        let r = run(cmd);
-        if !r.status.success() {
-            let _ = fs::remove_file(&tmp);
-            panic!("building {name} failed: `{what}`\n{}", r.stderr_str());
-        }
-        fs::rename(&tmp, &out).unwrap();
-        let stamp_tmp = dir.join(format!("{name}.{}.stamp.tmp", std::process::id()));
-        fs::write(&stamp_tmp, &key).unwrap();
-        fs::rename(&stamp_tmp, &stamp).unwrap();
-        Ok(out)
-    })
-    .clone()
-}
-
-/// modes_probe.c built as `kind`: pie, nopie, musl, static, static-pie.
-fn modes(kind: &str) -> Built {
-    const SRC: &[&str] = &["modes_probe.c"];
-    let common = ["-O1", "-fno-omit-frame-pointer", "{src}/modes_probe.c"];
-    let (tool, extra, needs): (&str, &[&str], &[&str]) = match kind {
-        "pie" => ("gcc", &["-pie", "-fPIE"], &[]),
-        "nopie" => ("gcc", &["-no-pie", "-fno-pie"], &[]),
-        "musl" => ("musl-gcc", &["-pie", "-fPIE"], &[MUSL_INTERP]),
-        "static" => ("gcc", &["-static"], &[]),
-        "static-pie" => ("gcc", &["-static-pie", "-fPIE"], &[]),
-        _ => panic!("no modes_probe variant {kind}"),
-    };
-    let args: Vec<&str> = extra.iter().copied().chain(common).collect();
-    build_cached(&format!("modes-{kind}"), tool, SRC, &args, needs)
+/// modes_probe.c built as `kind`: pie, nopie, musl, static, static-pie
+/// (the fixtures `modes-KIND`).
+fn modes(kind: &str) -> Result<PathBuf, Skip> {
+    fixture(&format!("modes-{kind}"))
 }
 
 // ---------------------------------------------------------------------------
-// PT_INTERP patching
+// PT_INTERP copies
 
-/// Copies `src` to `dst` with PT_INTERP naming hugeload: `patchelf
-/// --set-interpreter` for a dynamically linked program; for a static one
-/// (patchelf refuses those) [`add_pt_interp`].
+/// Copies `src` to `dst` with PT_INTERP naming hugeload (see
+/// [`copy_with_interp`]).
 fn patched_copy(src: &Path, dst: &Path) -> Result<PathBuf, Skip> {
-    let hl = hugeload().to_string_lossy().into_owned();
-    let elf = ElfInfo::read(src);
-    if elf.phdrs.iter().any(|p| p.p_type == PT_INTERP) {
-        let patchelf = need_tool("patchelf")?;
-        fs::copy(src, dst).unwrap_or_else(|e| panic!("copy {}: {e}", src.display()));
-        let mut cmd = Command::new(patchelf);
-        cmd.args(["--set-interpreter", &hl]).arg(dst);
-        let what = describe(&cmd);
-        let r = run(cmd);
-        assert!(r.status.success(), "`{what}`: {}", r.stderr_str());
-    } else {
-        let mut bytes = fs::read(src).unwrap();
-        add_pt_interp(&mut bytes, hl.as_bytes())
-            .unwrap_or_else(|e| panic!("{}: cannot add a PT_INTERP: {e}", src.display()));
-        fs::write(dst, &bytes).unwrap();
-    }
-    set_mode(dst, 0o755);
-    let interp = pt_interp_of(dst);
-    assert_eq!(interp.as_deref(), Some(hl.as_str()), "{}", dst.display());
-    Ok(dst.to_path_buf())
-}
-
-/// The PT_INTERP string of an ELF file.
-fn pt_interp_of(path: &Path) -> Option<String> {
-    let b = fs::read(path).ok()?;
-    let elf = ElfInfo::read(path);
-    let p = elf.phdrs.iter().find(|p| p.p_type == PT_INTERP)?;
-    let s = &b[p.p_offset as usize..(p.p_offset + p.p_filesz) as usize];
-    Some(String::from_utf8_lossy(s.strip_suffix(b"\0").unwrap_or(s)).into_owned())
-}
-
-/// Gives a static executable a PT_INTERP naming `interp`, as patchelf would
-/// if it handled static files: the string goes into the zero padding after
-/// the end of a PT_LOAD (which grows to hold it, so the string is mapped,
-/// as ld.so and debuggers expect), and a program header that a static
-/// program does not use at run time (PT_NOTE, else PT_GNU_RELRO, else Go's
-/// PT_PAX_FLAGS) becomes the PT_INTERP, moved before the PT_LOADs.
-fn add_pt_interp(b: &mut [u8], interp: &[u8]) -> Result<(), String> {
-    const PT_NOTE: u32 = 4;
-    const PT_PHDR: u32 = 6;
-    const PT_GNU_RELRO: u32 = 0x6474_e552;
-    const PT_PAX_FLAGS: u32 = 0x6504_1580;
-    let phoff = le64(b, 32) as usize;
-    let phnum = le16(b, 56) as usize;
-    let mut ph: Vec<[u8; 56]> = (0..phnum)
-        .map(|i| b[phoff + i * 56..phoff + (i + 1) * 56].try_into().unwrap())
-        .collect();
-    let ty = |p: &[u8; 56]| le32(p, 0);
-    if ph.iter().any(|p| ty(p) == PT_INTERP) {
-        return Err("it already has a PT_INTERP".into());
-    }
-    let victim = [PT_NOTE, PT_GNU_RELRO, PT_PAX_FLAGS]
-        .iter()
-        .find_map(|&t| ph.iter().rposition(|p| ty(p) == t))
-        .ok_or("no spare program header")?;
-    let mut string = interp.to_vec();
-    string.push(0);
-    let len = string.len() as u64;
-    let loads: Vec<usize> = (0..phnum).filter(|&i| ty(&ph[i]) == PT_LOAD).collect();
-    let fits = |i: usize| -> Option<u64> {
-        let (off, filesz, memsz) = (le64(&ph[i], 8), le64(&ph[i], 32), le64(&ph[i], 40));
-        let end = off + filesz;
-        let at = (end + 7) & !7;
-        let page_end = page_up(end);
-        let free = filesz == memsz
-            && end % PAGE != 0
-            && at + len <= page_end
-            && at + len <= b.len() as u64
-            && b[end as usize..(at + len) as usize].iter().all(|&x| x == 0)
-            && loads.iter().all(|&j| {
-                let (o, f) = (le64(&ph[j], 8), le64(&ph[j], 32));
-                j == i || o + f <= end || o >= at + len
-            });
-        free.then_some(at)
-    };
-    let (load, at) = loads
-        .iter()
-        .find_map(|&i| fits(i).map(|at| (i, at)))
-        .ok_or("no PT_LOAD has room for the string after its end")?;
-    let grown = at + len - le64(&ph[load], 8);
-    ph[load][32..40].copy_from_slice(&grown.to_le_bytes());
-    ph[load][40..48].copy_from_slice(&grown.to_le_bytes());
-    let vaddr = le64(&ph[load], 16) + (at - le64(&ph[load], 8));
-    b[at as usize..(at + len) as usize].copy_from_slice(&string);
-    let mut new = [0u8; 56];
-    new[0..4].copy_from_slice(&PT_INTERP.to_le_bytes());
-    new[4..8].copy_from_slice(&4u32.to_le_bytes()); // PF_R
-    new[8..16].copy_from_slice(&at.to_le_bytes());
-    new[16..24].copy_from_slice(&vaddr.to_le_bytes());
-    new[24..32].copy_from_slice(&vaddr.to_le_bytes());
-    new[32..40].copy_from_slice(&len.to_le_bytes());
-    new[40..48].copy_from_slice(&len.to_le_bytes());
-    new[48..56].copy_from_slice(&1u64.to_le_bytes());
-    ph.remove(victim);
-    let pos = usize::from(ty(&ph[0]) == PT_PHDR);
-    ph.insert(pos, new);
-    for (i, p) in ph.iter().enumerate() {
-        b[phoff + i * 56..phoff + (i + 1) * 56].copy_from_slice(p);
-    }
-    Ok(())
+    copy_with_interp(src, dst, hugeload())
 }
 
 /// `dir/plain/NAME` (a symbolic link to `program`) and `dir/patched/NAME`
@@ -400,160 +169,6 @@ impl Pair {
 }
 
 // ---------------------------------------------------------------------------
-// A running child that a test looks at
-
-/// A child process in its own process group, with its stdout lines
-/// available while it runs; killed (group) if the test ends first.
-struct Running {
-    what: String,
-    child: Child,
-    stdin: Option<ChildStdin>,
-    lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
-    out: Option<JoinHandle<Vec<u8>>>,
-    err: Option<JoinHandle<Vec<u8>>>,
-    finished: bool,
-}
-
-impl Running {
-    fn start(mut cmd: Command) -> Running {
-        let what = describe(&cmd);
-        cmd.stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0);
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot spawn `{what}`: {e}"));
-        let stdin = child.stdin.take();
-        let stdout = child.stdout.take().unwrap();
-        let mut stderr = child.stderr.take().unwrap();
-        let (lines, out) = stream_lines(stdout);
-        let err = thread::spawn(move || {
-            let mut all = Vec::new();
-            let _ = std::io::Read::read_to_end(&mut stderr, &mut all);
-            all
-        });
-        Running {
-            what,
-            child,
-            stdin,
-            lines,
-            seen: Vec::new(),
-            out: Some(out),
-            err: Some(err),
-            finished: false,
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn kill(&mut self) {
-        if !self.finished {
-            let _ = Command::new("kill")
-                .args(["-KILL", "--", &format!("-{}", self.child.id())])
-                .stderr(Stdio::null())
-                .status();
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-            self.finished = true;
-        }
-    }
-
-    /// Kills the child and panics with `msg` and its output.
-    fn fail(&mut self, msg: &str) -> ! {
-        self.kill();
-        self.stdin.take();
-        let out = self
-            .out
-            .take()
-            .map(|t| t.join().unwrap())
-            .unwrap_or_default();
-        let err = self
-            .err
-            .take()
-            .map(|t| t.join().unwrap())
-            .unwrap_or_default();
-        panic!(
-            "`{}`: {msg}\nstdout:\n{}\nstderr:\n{}",
-            self.what,
-            String::from_utf8_lossy(&out),
-            String::from_utf8_lossy(&err)
-        );
-    }
-
-    /// Waits (at most [`TIMEOUT`]) for a stdout line `want`.
-    fn wait_for_line(&mut self, want: &str) {
-        let deadline = Instant::now() + TIMEOUT;
-        loop {
-            match self.lines.recv_timeout(Duration::from_millis(20)) {
-                Ok(l) => {
-                    let found = l == want;
-                    self.seen.push(l);
-                    if found {
-                        return;
-                    }
-                }
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    self.fail(&format!("closed stdout before printing {want:?}"));
-                }
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
-            }
-            if Instant::now() >= deadline {
-                self.fail(&format!("no line {want:?} after {TIMEOUT:?}"));
-            }
-        }
-    }
-
-    /// Waits until the main thread is blocked reading fd 0.
-    fn wait_blocked_on_stdin(&mut self) {
-        let deadline = Instant::now() + TIMEOUT;
-        let path = format!("/proc/{}/syscall", self.pid());
-        loop {
-            let s = fs::read_to_string(&path).unwrap_or_default();
-            let mut w = s.split_whitespace();
-            if matches!(w.next(), Some("0" | "17" | "19" | "295" | "327"))
-                && w.next() == Some("0x0")
-            {
-                return;
-            }
-            if Instant::now() >= deadline {
-                self.fail("not blocked reading stdin");
-            }
-            thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    /// Closes stdin and collects how the child ended (killed after
-    /// [`TIMEOUT`]).
-    fn finish(mut self) -> Run {
-        self.stdin.take();
-        let deadline = Instant::now() + TIMEOUT;
-        let status = loop {
-            match self.child.try_wait() {
-                Ok(Some(s)) => break s,
-                Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(5)),
-                _ => self.fail("did not exit after stdin was closed"),
-            }
-        };
-        self.finished = true;
-        Run {
-            status,
-            stdout: self.out.take().unwrap().join().unwrap(),
-            stderr: self.err.take().unwrap().join().unwrap(),
-        }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-// ---------------------------------------------------------------------------
 // /proc readers
 
 /// AT_BASE in /proc/PID/auxv.
@@ -612,66 +227,6 @@ fn proc_exe(pid: u32) -> PathBuf {
 }
 
 // ---------------------------------------------------------------------------
-// Huge pages in PT_INTERP mode
-
-/// The checks of a PT_INTERP-mode inspection under
-/// `HUGELOAD_VERBOSE=1 HUGELOAD_BACKEND=thp` (conservative): every reported
-/// range is executable and wholly on 2 MiB pages in smaps; the ranges in
-/// the program's text hold U pages, and smaps shows exactly U x 2 MiB in
-/// the blocks the text touches; U is the number of 2 MiB blocks wholly
-/// inside the text at the address the kernel chose; L is the number of
-/// blocks the text touches; a text over 4 MiB gets at least one. Returns U.
-fn check_pt_interp_huge(i: &Inspection) -> u64 {
-    let stderr = i.stderr();
-    let dump = i.dump();
-    let total = i.report.total(&stderr).clone();
-    assert_eq!(total.backend, "thp", "backend\n{dump}");
-    assert_eq!(total.strategy, "conservative", "strategy\n{dump}");
-    assert!(
-        stderr.contains("(hugeload as PT_INTERP)"),
-        "the report does not say PT_INTERP mode\n{dump}"
-    );
-    for r in &i.ranges {
-        assert_eq!(
-            r.exec_bytes,
-            r.line.range.len(),
-            "reported range {} not wholly executable\n{dump}",
-            r.line.range
-        );
-        assert_eq!(
-            r.huge_bytes,
-            r.line.range.len(),
-            "reported range {} has {} bytes on 2 MiB pages in smaps\n{dump}",
-            r.line.range,
-            r.huge_bytes
-        );
-        assert_eq!(r.line.backend, "thp", "{dump}");
-    }
-    assert_eq!(total.text, i.elf.text_memsz(), "T\n{dump}");
-    let reported: u64 = i.text_ranges().map(|r| r.line.pages).sum();
-    assert_eq!(reported, total.used, "pages of the ranges vs U\n{dump}");
-    assert_eq!(
-        i.text_huge_bytes,
-        total.used * HUGE,
-        "smaps huge bytes in the text vs U x 2 MiB\n{dump}"
-    );
-    assert_eq!(
-        total.least,
-        i.elf.touched_blocks(i.bias).len() as u64,
-        "L\n{dump}"
-    );
-    assert_eq!(
-        total.used,
-        i.elf.interior_blocks(i.bias).len() as u64,
-        "U vs the 2 MiB blocks wholly inside the text where the kernel put it\n{dump}"
-    );
-    if i.elf.text_memsz() > FOUR_MIB {
-        assert!(total.used >= 1, "text over 4 MiB, no huge page\n{dump}");
-    }
-    total.used
-}
-
-// ---------------------------------------------------------------------------
 // 1. PT_INTERP mode: the fixture matrix
 
 fn is_static(program: &Path) -> bool {
@@ -683,7 +238,7 @@ fn is_static(program: &Path) -> bool {
 
 /// Same stdout and exit status as the unpatched program, no stderr of its
 /// own; with `HUGELOAD_VERBOSE=1 HUGELOAD_BACKEND=thp` the text is on huge
-/// pages (see [`check_pt_interp_huge`]).
+/// pages (see [`check_huge_pt_interp`]).
 fn pt_interp_fixture(name: &str) {
     let prog = or_skip!(fixture(name));
     let pair = or_skip!(make_pair(&format!("interp-{name}"), &prog));
@@ -716,7 +271,7 @@ fn pt_interp_fixture(name: &str) {
         "did not finish normally\n{}",
         i.dump()
     );
-    check_pt_interp_huge(&i);
+    check_huge_pt_interp(&i, "conservative");
     // The real interpreter: the one the unpatched program names (musl's
     // for a musl program, whose DT_NEEDED is libc.so), none if static.
     let stderr = i.stderr();
@@ -732,31 +287,22 @@ fn pt_interp_fixture(name: &str) {
     }
 }
 
-macro_rules! pt_interp_fixtures {
-    ($($test:ident: $name:literal;)*) => {
-        mod pt_interp_same_output_and_huge {
-            use super::*;
-            $(
-                #[test]
-                fn $test() {
-                    pt_interp_fixture($name);
-                }
-            )*
-        }
-    };
-}
+/// One test per fixture of the launcher's matrix.
+mod pt_interp_same_output_and_huge {
+    use super::*;
 
-pt_interp_fixtures! {
-    probe_glibc_pie: "probe-glibc-pie";
-    probe_glibc_nopie: "probe-glibc-nopie";
-    probe_glibc_static: "probe-glibc-static";
-    probe_glibc_static_pie: "probe-glibc-static-pie";
-    probe_musl: "probe-musl";
-    probe_musl_static: "probe-musl-static";
-    goprog: "goprog";
-    cxx: "cxx";
-    rustprog: "rustprog";
-    big_pie: "big-pie";
+    case_tests! { pt_interp_fixture {
+        probe_glibc_pie: ("probe-glibc-pie");
+        probe_glibc_nopie: ("probe-glibc-nopie");
+        probe_glibc_static: ("probe-glibc-static");
+        probe_glibc_static_pie: ("probe-glibc-static-pie");
+        probe_musl: ("probe-musl");
+        probe_musl_static: ("probe-musl-static");
+        goprog: ("goprog");
+        cxx: ("cxx");
+        rustprog: ("rustprog");
+        big_pie: ("big-pie");
+    }}
 }
 
 // ---------------------------------------------------------------------------
@@ -855,39 +401,16 @@ fn pt_interp_identity(kind: &str) {
     );
 }
 
-#[test]
-fn pt_interp_identity_glibc_pie() {
-    pt_interp_identity("pie");
-}
-#[test]
-fn pt_interp_identity_glibc_nopie() {
-    pt_interp_identity("nopie");
-}
-#[test]
-fn pt_interp_identity_musl() {
-    pt_interp_identity("musl");
-}
-#[test]
-fn pt_interp_identity_glibc_static() {
-    pt_interp_identity("static");
-}
-#[test]
-fn pt_interp_identity_glibc_static_pie() {
-    pt_interp_identity("static-pie");
-}
+case_tests! { pt_interp_identity {
+    pt_interp_identity_glibc_pie: ("pie");
+    pt_interp_identity_glibc_nopie: ("nopie");
+    pt_interp_identity_musl: ("musl");
+    pt_interp_identity_glibc_static: ("static");
+    pt_interp_identity_glibc_static_pie: ("static-pie");
+}}
 
 // ---------------------------------------------------------------------------
 // 1. PT_INTERP mode: real programs
-
-/// The python3.11 ELF binary.
-fn python_elf() -> Result<PathBuf, Skip> {
-    let p = PathBuf::from("/usr/bin/python3.11");
-    if fs::read(&p).is_ok_and(|b| b.starts_with(b"\x7fELF")) {
-        Ok(p)
-    } else {
-        Err(Skip("/usr/bin/python3.11 is not an ELF program".into()))
-    }
-}
 
 /// Runs `real ARGS` and its patched copy `ARGS`: same stdout and status.
 fn real_same(tag: &str, real: &Path, cases: &[&[&str]]) -> PathBuf {
@@ -936,17 +459,19 @@ fn pt_interp_real_node() {
         .env("HUGELOAD_BACKEND", "thp");
     let i = inspect(cmd, &copy, Ready::StdinRead);
     assert_eq!(i.run.code(&i.what), 0, "{}", i.dump());
-    let used = check_pt_interp_huge(&i);
+    let used = check_huge_pt_interp(&i, "conservative");
     if i.elf.text_memsz() >= 26 << 20 {
         assert!(used >= 12, "node: U = {used}\n{}", i.dump());
     }
 }
 
+/// python3 as PATH finds it (see `python_elf`), patched: same output, and
+/// its code on huge pages (smaps of the running copy).
 #[test]
 fn pt_interp_real_python() {
     or_skip!(need_tool("patchelf"));
     let python = or_skip!(python_elf());
-    real_same(
+    let copy = real_same(
         "interp-python",
         &python,
         &[
@@ -957,13 +482,21 @@ fn pt_interp_real_python() {
             ],
         ],
     );
+    or_skip!(assert_pt_interp_code_on_huge_pages(
+        &copy,
+        &["-c", "import sys; sys.stdin.read()"],
+        false,
+        0
+    ));
 }
 
+/// git, patched: same output, and its code on huge pages (smaps of the
+/// running copy, held at its start).
 #[test]
 fn pt_interp_real_git() {
     or_skip!(need_tool("patchelf"));
     let git = canonical(&or_skip!(need_tool("git")));
-    real_same(
+    let copy = real_same(
         "interp-git",
         &git,
         &[
@@ -971,6 +504,12 @@ fn pt_interp_real_git() {
             &["-c", "modes.test=value one", "config", "modes.test"],
         ],
     );
+    or_skip!(assert_pt_interp_code_on_huge_pages(
+        &copy,
+        &["--version"],
+        true,
+        0
+    ));
 }
 
 // ---------------------------------------------------------------------------
@@ -1065,28 +604,15 @@ fn pt_interp_runs_without_huge_pages() {
 // ---------------------------------------------------------------------------
 // 2. $ORIGIN
 
-/// DIR/lib/libmodesorigin.so and DIR/bin/prog with RUNPATH $ORIGIN/../lib.
+/// DIR/lib/libmodesorigin.so and DIR/bin/prog with RUNPATH $ORIGIN/../lib:
+/// copies of the fixtures `libmodesorigin.so` and `modes-origin`.
 fn origin_fixture(dir: &Path) -> Result<PathBuf, Skip> {
-    let gcc = need_tool("gcc")?;
-    let src = fixture_sources();
+    let lib = fixture("libmodesorigin.so")?;
+    let prog = fixture("modes-origin")?;
     fs::create_dir_all(dir.join("lib")).unwrap();
     fs::create_dir_all(dir.join("bin")).unwrap();
-    let mut lib = Command::new(&gcc);
-    lib.args(["-O1", "-shared", "-fPIC"])
-        .arg(src.join("modes_origin_lib.c"))
-        .arg("-o")
-        .arg(dir.join("lib/libmodesorigin.so"));
-    let mut prog = Command::new(&gcc);
-    prog.args(["-O1", "-pie", "-fPIE"])
-        .arg(src.join("modes_origin_main.c"))
-        .arg(format!("-L{}", dir.join("lib").display()))
-        .args(["-lmodesorigin", "-Wl,-rpath,$ORIGIN/../lib", "-o"])
-        .arg(dir.join("bin/prog"));
-    for cmd in [lib, prog] {
-        let what = describe(&cmd);
-        let r = run(cmd);
-        assert!(r.status.success(), "`{what}`: {}", r.stderr_str());
-    }
+    fs::copy(&lib, dir.join("lib/libmodesorigin.so")).unwrap();
+    fs::copy(&prog, dir.join("bin/prog")).unwrap();
     Ok(dir.join("bin/prog"))
 }
 
@@ -1110,7 +636,7 @@ fn origin_fixture_launcher_and_pt_interp() {
     fs::create_dir_all(&away).unwrap();
     fs::copy(&prog, away.join("prog")).unwrap();
     let r = run(command(away.join("prog")));
-    assert_ne!(r.status.code(), Some(4), "a copy elsewhere ran");
+    assert_ne!(r.exit_code(), Some(4), "a copy elsewhere ran");
     assert!(
         r.stderr_str().contains("libmodesorigin.so"),
         "{}",
@@ -1150,7 +676,7 @@ fn origin_real_rustc() {
     let mut c = Command::new(rustup);
     c.args(["which", "rustc"]);
     let r = run(c);
-    if !r.status.success() {
+    if !r.success() {
         skip(&format!("`rustup which rustc` failed: {}", r.stderr_str()));
         return;
     }
@@ -1183,9 +709,9 @@ fn origin_real_rustc() {
         c
     });
     assert!(
-        !r.status.success() && r.stderr_str().contains("librustc_driver"),
-        "a patched rustc without ../lib should not find librustc_driver: {:?}\n{}",
-        r.status,
+        !r.success() && r.stderr_str().contains("librustc_driver"),
+        "a patched rustc without ../lib should not find librustc_driver: {}\n{}",
+        r.end,
         r.stderr_str()
     );
 
@@ -1200,6 +726,16 @@ fn origin_real_rustc() {
         clean_env(c);
     });
     assert!(h.stdout_str().starts_with("rustc "));
+    // Its code on huge pages (smaps of the running rustc). A PT_INTERP copy
+    // is not checked so: its text ends in the page before its writable data,
+    // so wherever the kernel puts it, its one 2 MiB block holds writable
+    // data.
+    or_skip!(assert_real_code_on_huge_pages(
+        &rustc,
+        &rustc,
+        &["--version"],
+        0
+    ));
     let mut c = hl(&["-v"], &rustc, &["-vV"]);
     clean_env(&mut c);
     let r = run(c);
@@ -1285,6 +821,13 @@ mark() { "$H" --mark prog > "$O/$1.mark.out" 2>&1; echo $? > "$O/$1.mark.rc"; }
         if c.name == "modes" {
             s.push_str("run modes argv0-marked \"$MODES\" exec custom-argv0 ./prog info\n");
         }
+        if c.name == "node" {
+            // The marked node prints its own smaps: its code on huge pages.
+            s.push_str(&format!(
+                "run node smaps ./prog -e {}\n",
+                sh_quote(NODE_PRINTS_SMAPS)
+            ));
+        }
     }
     // Execute-only: without capabilities (root would read it anyway).
     s.push_str(
@@ -1299,6 +842,10 @@ exit 0
     );
     s
 }
+
+/// Node code that prints the process's own smaps.
+const NODE_PRINTS_SMAPS: &str =
+    "process.stdout.write(require('fs').readFileSync('/proc/self/smaps', 'utf8'))";
 
 /// Reads what the script left for `name.tag`: (stdout, stderr, status).
 fn binfmt_result(out: &Path, name: &str, tag: &str) -> (String, String, i32) {
@@ -1333,7 +880,7 @@ fn binfmt_misc_in_user_namespace() {
         .args(["binfmt_misc", "binfmt_misc"])
         .arg(&probe_dir);
     let r = run(c);
-    if !r.status.success() {
+    if !r.success() {
         skip(&format!(
             "cannot mount binfmt_misc in a user namespace (Linux {}; needs 6.7+ and \
              unprivileged user namespaces): {}",
@@ -1385,7 +932,7 @@ fn binfmt_misc_in_user_namespace() {
         .arg(&script);
     let what = describe(&c);
     let r = run(c);
-    match r.status.code() {
+    match r.exit_code() {
         Some(0) => {}
         Some(90 | 91) => {
             skip(&format!(
@@ -1395,12 +942,7 @@ fn binfmt_misc_in_user_namespace() {
             ));
             return;
         }
-        _ => panic!(
-            "`{what}`: {:?}\n{}{}",
-            r.status,
-            r.stdout_str(),
-            r.stderr_str()
-        ),
+        _ => panic!("`{what}`: {}\n{}{}", r.end, r.stdout_str(), r.stderr_str()),
     }
     let rule = fs::read_to_string(out.join("rule.status")).unwrap();
     assert!(
@@ -1453,6 +995,42 @@ fn binfmt_misc_in_user_namespace() {
                 lines_without(&aout, &["at_base="]),
                 lines_without(&bout, &["at_base="]),
                 "argv[0] not preserved (P flag)\n{aerr}"
+            );
+        }
+    }
+
+    // The marked node's code on huge pages, from its own smaps while it ran
+    // through hugeload (HUGELOAD_VERBOSE=1: the report is on its stderr).
+    if cases.iter().any(|c| c.name == "node") {
+        let (sout, serr, src) = binfmt_result(&out, "node", "smaps");
+        let prog = work.join("node/prog");
+        let what = format!(
+            "{} -e {NODE_PRINTS_SMAPS:?} (marked, run by binfmt_misc)",
+            prog.display()
+        );
+        assert_eq!(src, 0, "`{what}`\n{serr}");
+        let run = Run {
+            what: what.clone(),
+            end: End::Exit(src),
+            core_dumped: false,
+            stdout: sout.clone().into_bytes(),
+            stderr: serr.into_bytes(),
+        };
+        let maps = parse_smaps(sout.as_bytes());
+        let i = Inspection::new(what, run, maps, &prog, ElfInfo::read(&prog), None);
+        let used = check_huge(&i, "conservative");
+        if !i.elf.interior_blocks(i.bias).is_empty() {
+            assert!(
+                used >= 1,
+                "node under binfmt_misc: no huge page\n{}",
+                i.dump()
+            );
+        }
+        if i.elf.text_memsz() >= 26 << 20 {
+            assert!(
+                used >= 12,
+                "node under binfmt_misc: U = {used}\n{}",
+                i.dump()
             );
         }
     }
@@ -1748,7 +1326,7 @@ for n, line in enumerate(sys.stdin):
     c.args(["-c", CHECK]);
     let r = run_input(c, Some(out.as_bytes()));
     assert!(
-        r.status.success(),
+        r.success(),
         "--stat --json output does not pass the JSON check:\n{out}\n{}",
         r.stderr_str()
     );
@@ -1922,7 +1500,7 @@ fn perf_can_record(dir: &Path) -> Result<PathBuf, Skip> {
         .arg(&data)
         .args(["--", "/bin/true"]);
     let r = run(c);
-    if !r.status.success() || !data.exists() {
+    if !r.success() || !data.exists() {
         let paranoid =
             fs::read_to_string("/proc/sys/kernel/perf_event_paranoid").unwrap_or_default();
         return Err(Skip(format!(
@@ -1988,7 +1566,7 @@ fn perf_run(
         .arg(&data);
     let rep = run(c);
     let _ = fs::remove_file(&map);
-    assert!(rep.status.success(), "perf report: {}", rep.stderr_str());
+    assert!(rep.success(), "perf report: {}", rep.stderr_str());
     (rep.stdout_str(), hot, report.huge)
 }
 
@@ -1996,7 +1574,7 @@ fn perf_names_functions(backend: &str) {
     let dir = scratch_dir(&format!("perf-{backend}"));
     let perf = or_skip!(perf_can_record(&dir));
     or_skip!(modes("pie"));
-    let _guard = (backend == "hugetlb").then(|| lock(&HUGETLB_LOCK));
+    let _guard = (backend == "hugetlb").then(pool_exclusive);
     if backend == "hugetlb" {
         or_skip!(ensure_hugetlb_pool(HUGETLB_POOL_PAGES));
     }
@@ -2026,15 +1604,10 @@ fn perf_names_functions(backend: &str) {
     );
 }
 
-#[test]
-fn perf_map_names_functions_thp() {
-    perf_names_functions("thp");
-}
-
-#[test]
-fn perf_map_names_functions_hugetlb() {
-    perf_names_functions("hugetlb");
-}
+case_tests! { perf_names_functions {
+    perf_map_names_functions_thp: ("thp");
+    perf_map_names_functions_hugetlb: ("hugetlb");
+}}
 
 // ---------------------------------------------------------------------------
 // 7. gdb and cores
@@ -2119,7 +1692,7 @@ fn core_dump_holds_huge_page_code() {
     or_skip!(need_tool("gdb"));
     or_skip!(need_root("writes /proc/sys/kernel/core_pattern"));
     let prog = or_skip!(modes("pie"));
-    let _hugetlb = lock(&HUGETLB_LOCK);
+    let _hugetlb = pool_exclusive();
     or_skip!(ensure_hugetlb_pool(HUGETLB_POOL_PAGES));
     let _core = lock(&CORE_LOCK);
     let dir = PathBuf::from(format!("/tmp/hugeload-modes-cores-{}", std::process::id()));
@@ -2141,17 +1714,12 @@ fn core_dump_holds_huge_page_code() {
             c
         });
         let stderr = r.stderr_str();
-        if r.status.code() == Some(99) {
+        if r.exit_code() == Some(99) {
             skip(&format!("cannot raise RLIMIT_CORE: {stderr}"));
             return;
         }
-        assert_eq!(
-            r.status.signal(),
-            Some(11),
-            "`{what}`: {:?}\n{stderr}",
-            r.status
-        );
-        assert!(r.status.core_dumped(), "`{what}`: no core dumped\n{stderr}");
+        assert_eq!(r.signal(), Some(11), "`{what}`: {}\n{stderr}", r.end);
+        assert!(r.core_dumped, "`{what}`: no core dumped\n{stderr}");
         let core = fs::read_dir(&dir)
             .unwrap()
             .flatten()
@@ -2299,15 +1867,10 @@ fn gdb_pt_interp(kind: &str) {
     );
 }
 
-#[test]
-fn gdb_breakpoints_pt_interp_pie() {
-    gdb_pt_interp("pie");
-}
-
-#[test]
-fn gdb_breakpoints_pt_interp_nopie() {
-    gdb_pt_interp("nopie");
-}
+case_tests! { gdb_pt_interp {
+    gdb_breakpoints_pt_interp_pie: ("pie");
+    gdb_breakpoints_pt_interp_nopie: ("nopie");
+}}
 
 /// A breakpoint set before `run` in code that hugeload then moves onto huge
 /// pages (`hl_hot_spin` sits in the middle of 6 MiB of text) still stops
@@ -2345,22 +1908,14 @@ fn gdb_breakpoint_in_huge_text_pt_interp() {
     let hot = value(&out, "hot")
         .and_then(|v| u64::from_str_radix(v.trim_start_matches("0x"), 16).ok())
         .unwrap_or_else(|| panic!("{ctx}\nno hot= line"));
-    let ranges: Vec<(u64, u64, String)> = err
-        .lines()
-        .filter_map(|l| {
-            let rest = l.strip_prefix("hugeload: huge ")?;
-            let (range, tail) = rest.split_once(' ')?;
-            let (a, b) = range.split_once('-')?;
-            let kind = tail.split_whitespace().nth(3)?.to_string();
-            Some((
-                u64::from_str_radix(a, 16).ok()?,
-                u64::from_str_radix(b, 16).ok()?,
-                kind,
-            ))
-        })
-        .collect();
-    let holder = ranges.iter().find(|(a, b, _)| *a <= hot && hot < *b);
-    let (_, _, kind) = holder.unwrap_or_else(|| panic!("{ctx}\nhl_hot_spin is not on a huge page"));
+    let report = parse_report(&err);
+    let holder = report
+        .huge
+        .iter()
+        .find(|h| h.range.start <= hot && hot < h.range.end);
+    let kind = &holder
+        .unwrap_or_else(|| panic!("{ctx}\nhl_hot_spin is not on a huge page"))
+        .backend;
     assert_eq!(kind, "thp", "{ctx}\na traced process should get THP");
     assert!(
         out.contains("Breakpoint 1, ") && out.contains("hl_hot_spin"),
@@ -2399,7 +1954,7 @@ fn pt_interp_without_proc() {
         let direct = run(direct);
         let (out, err) = (with.stdout_str(), with.stderr_str());
         let ctx = format!("{kind} without /proc\nstdout:\n{out}\nstderr:\n{err}");
-        let expected = format!("exit={}", direct.status.code().unwrap_or(-1));
+        let expected = format!("exit={}", direct.exit_code().unwrap_or(-1));
         assert!(out.contains(&expected), "{ctx}\nexpected {expected}");
         assert!(
             err.contains("hugeload: load "),

@@ -36,7 +36,7 @@ for pkg in patchelf musl-tools golang-go hyperfine gcc-multilib strace gdb linux
 done
 # Compilers and the real programs the tests run, when the image lacks them.
 declare -A tool_package=(
-    [gcc]=gcc [g++]=g++ [git]=git [python3.11]=python3.11 [node]=nodejs
+    [gcc]=gcc [g++]=g++ [git]=git [python3]=python3 [node]=nodejs
     [readelf]=binutils [kill]=procps
 )
 for tool in "${!tool_package[@]}"; do
@@ -71,7 +71,7 @@ fi
 log "$thp: $(cat "$thp")"
 
 log "tools:"
-for tool in cargo rustc gcc musl-gcc go node python3.11 git gdb patchelf strace perf; do
+for tool in cargo rustc gcc musl-gcc go node python3 git gdb patchelf strace perf; do
     printf '    %-10s %s\n' "$tool" "$(command -v "$tool" || echo MISSING)" >&2
 done
 rustc --version >&2

@@ -4,7 +4,9 @@
 Each file is a small x86-64 ELF (or #! script) broken in one way. The base
 is a static program of two PT_LOADs whose code prints "ok\n" and exits 42,
 so a file that still runs shows it. Run from this directory; the files are
-committed so the corpus is the same everywhere.
+committed so the corpus is the same everywhere. Each file has a line in
+expected.tsv: hugeload's verdict (126, 127 or run), a fragment of its reason,
+and the kernel's verdict; a new file needs one.
 """
 import os
 import stat

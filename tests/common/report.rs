@@ -1,0 +1,172 @@
+//! hugeload's `-v` report.
+
+use super::*;
+
+/// `hugeload: huge <start>-<end> <N> x 2M <backend>`
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HugeLine {
+    pub range: Span,
+    pub pages: u64,
+    pub backend: String,
+}
+
+/// `hugeload: huge <start>-<end> on 4 KiB pages: <reason>`
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FallbackLine {
+    pub range: Span,
+    pub reason: String,
+}
+
+/// `hugeload: total text <T> bytes, on huge pages <H> bytes (<P>%), huge
+/// pages <U> of least possible <L>, strategy <s>, backend <b>`
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TotalLine {
+    pub text: u64,
+    pub on_huge: u64,
+    pub percent: String,
+    pub used: u64,
+    pub least: u64,
+    pub strategy: String,
+    pub backend: String,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Report {
+    pub huge: Vec<HugeLine>,
+    pub fallback: Vec<FallbackLine>,
+    pub totals: Vec<TotalLine>,
+    /// Every stderr line that does not start with `hugeload: `.
+    pub other_lines: Vec<String>,
+}
+
+impl Report {
+    /// The one total line (panics unless there is exactly one).
+    pub fn total(&self, stderr: &str) -> &TotalLine {
+        assert_eq!(
+            self.totals.len(),
+            1,
+            "expected exactly one `hugeload: total text` line, stderr:\n{stderr}"
+        );
+        &self.totals[0]
+    }
+}
+
+fn parse_hex_range(s: &str, line: &str) -> Span {
+    let (a, b) = s
+        .split_once('-')
+        .unwrap_or_else(|| panic!("bad range {s:?} in {line:?}"));
+    let hex = |x: &str| {
+        assert!(
+            x.len() == 16 && x.bytes().all(|c| c.is_ascii_hexdigit()),
+            "address {x:?} is not 16 hex digits in {line:?}"
+        );
+        u64::from_str_radix(x, 16).unwrap()
+    };
+    Span {
+        start: hex(a),
+        end: hex(b),
+    }
+}
+
+fn parse_num(s: &str, line: &str) -> u64 {
+    s.parse()
+        .unwrap_or_else(|_| panic!("expected a number, got {s:?} in {line:?}"))
+}
+
+/// Parses the `-v` lines of hugeload's stderr; panics on a `huge` or
+/// `total` line that does not have the documented format.
+pub fn parse_report(stderr: &str) -> Report {
+    let mut r = Report::default();
+    for line in stderr.lines() {
+        let Some(rest) = line.strip_prefix("hugeload: ") else {
+            r.other_lines.push(line.to_string());
+            continue;
+        };
+        if let Some(h) = rest.strip_prefix("huge ") {
+            let w: Vec<&str> = h.split_whitespace().collect();
+            assert!(w.len() >= 2, "short huge line {line:?}");
+            let range = parse_hex_range(w[0], line);
+            assert!(
+                range.start < range.end
+                    && range.start.is_multiple_of(HUGE)
+                    && range.end.is_multiple_of(HUGE),
+                "huge range not 2 MiB-aligned or empty: {line:?}"
+            );
+            if w[1] == "on" {
+                let reason = h
+                    .split_once("on 4 KiB pages:")
+                    .unwrap_or_else(|| panic!("bad fallback line {line:?}"))
+                    .1
+                    .trim()
+                    .to_string();
+                r.fallback.push(FallbackLine { range, reason });
+            } else {
+                // Words after the backend (a remark in parentheses) are
+                // allowed.
+                assert!(
+                    w.len() >= 5 && w[2] == "x" && w[3] == "2M",
+                    "bad huge line {line:?}"
+                );
+                assert!(
+                    w.len() == 5 || w[5].starts_with('('),
+                    "unexpected words after the backend in {line:?}"
+                );
+                let pages = parse_num(w[1], line);
+                assert_eq!(
+                    pages * HUGE,
+                    range.len(),
+                    "page count disagrees with the range in {line:?}"
+                );
+                assert!(
+                    w[4] == "thp" || w[4] == "hugetlb",
+                    "unknown backend in {line:?}"
+                );
+                r.huge.push(HugeLine {
+                    range,
+                    pages,
+                    backend: w[4].to_string(),
+                });
+            }
+        } else if let Some(t) = rest.strip_prefix("total text ") {
+            let w: Vec<&str> = t.split_whitespace().collect();
+            let expect = |i: usize, s: &str| {
+                assert!(
+                    w.get(i) == Some(&s),
+                    "word {i} of the total line should be {s:?}: {line:?}"
+                )
+            };
+            assert_eq!(w.len(), 19, "total line has {} words: {line:?}", w.len());
+            expect(1, "bytes,");
+            expect(2, "on");
+            expect(3, "huge");
+            expect(4, "pages");
+            expect(6, "bytes");
+            expect(8, "huge");
+            expect(9, "pages");
+            expect(11, "of");
+            expect(12, "least");
+            expect(13, "possible");
+            expect(15, "strategy");
+            expect(17, "backend");
+            let percent = w[7]
+                .strip_prefix('(')
+                .and_then(|p| p.strip_suffix("%),"))
+                .unwrap_or_else(|| panic!("bad percentage in {line:?}"));
+            let strip_comma = |s: &str| {
+                s.strip_suffix(',')
+                    .unwrap_or_else(|| panic!("missing comma after {s:?} in {line:?}"))
+                    .to_string()
+            };
+            r.totals.push(TotalLine {
+                text: parse_num(w[0], line),
+                on_huge: parse_num(w[5], line),
+                percent: percent.to_string(),
+                used: parse_num(w[10], line),
+                least: parse_num(&strip_comma(w[14]), line),
+                strategy: strip_comma(w[16]),
+                backend: w[18].to_string(),
+            });
+        }
+    }
+    r
+}
