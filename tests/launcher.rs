@@ -646,20 +646,34 @@ fn hugetlb_backend_runs_whatever_the_pool() {
 /// `--backend=auto` (the default) takes hugetlb pages when the pool has
 /// free pages.
 #[test]
-fn auto_backend_uses_hugetlb_when_the_pool_has_pages() {
+fn auto_backend_takes_the_page_cache_first_then_hugetlb() {
     let prog = or_skip!(fixture("probe-glibc-pie"));
+    let wrapper = or_skip!(fixture("thp_off"));
     let _guard = pool_exclusive();
     or_skip!(ensure_hugetlb_pool(HUGETLB_POOL_PAGES));
     let free = hugetlb_free_pages();
-    let cmd = hl(&["-v"], &prog, &["--wait"]);
+
+    // The page cache first: the text is mapped from the file, no copy.
+    let i = inspect(hl(&["-v"], &prog, &["--wait"]), &prog, Ready::Line);
+    let dump = i.dump();
+    assert_eq!(i.run.code(&i.what), 7, "{dump}");
+    let used = check_huge(&i, "conservative");
+    assert!(used >= 1, "no huge page\n{dump}");
+    assert_eq!(i.text_hugetlb_bytes, 0, "auto copied to hugetlb\n{dump}");
+    for r in i.text_ranges() {
+        assert_eq!(r.line.backend, "pagecache", "{dump}");
+        assert_eq!(r.file_pmd_bytes, r.line.range.len(), "{dump}");
+    }
+
+    // Where the page cache cannot serve (THP disabled for the process),
+    // auto takes the pool's pages.
+    let mut cmd = command(&wrapper);
+    cmd.arg(hugeload()).arg("-v").arg(&prog).arg("--wait");
     let i = inspect(cmd, &prog, Ready::Line);
     let dump = i.dump();
     assert_eq!(i.run.code(&i.what), 7, "{dump}");
     let used = check_huge(&i, "conservative");
-    assert!(
-        used >= 1,
-        "no huge page (free hugetlb pages before: {free})\n{dump}"
-    );
+    assert!(used >= 1, "no huge page (free hugetlb pages before: {free})\n{dump}");
     assert_eq!(
         i.text_hugetlb_bytes,
         used * HUGE,
@@ -668,6 +682,11 @@ fn auto_backend_uses_hugetlb_when_the_pool_has_pages() {
     for r in i.text_ranges() {
         assert_eq!(r.line.backend, "hugetlb", "{dump}");
     }
+    assert!(
+        i.stderr()
+            .contains("hugetlb (not from the page cache: disabled for this process (PR_SET_THP_DISABLE))"),
+        "the copy does not say why the page cache did not serve\n{dump}"
+    );
 }
 
 // ---------------------------------------------------------------------------

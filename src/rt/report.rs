@@ -83,6 +83,14 @@ pub fn report_program(
                         .dec(borrowed)
                         .str(" bytes of read-only data executable)");
                 }
+                // A copy: why the page cache could not serve it.
+                if let Some(c) = o.pagecache {
+                    l.str(" (not from the page cache: ").str(c.step);
+                    if let Some(e) = c.errno {
+                        l.str(": ").str(e.message());
+                    }
+                    l.str(")");
+                }
             }),
             None => say_cause(report, o.range, &o),
         }

@@ -222,6 +222,19 @@ impl ElfInfo {
 
     /// For a PIE: the most interior blocks any 4 KiB-aligned placement can
     /// give (a multiple of the segments' alignment, up to 2 MiB).
+    /// The bias modulo 2 MiB that makes the largest executable segment's
+    /// addresses congruent with its file offsets (hugeload's PIE placement
+    /// when the page cache may serve it), if the alignment allows it.
+    pub fn congruent_phase(&self) -> Option<u64> {
+        let text = self
+            .loads()
+            .filter(|p| p.p_flags & PF_X != 0)
+            .max_by_key(|p| p.p_filesz)?;
+        let phase = text.p_offset.wrapping_sub(text.p_vaddr) % HUGE;
+        let align = self.loads().map(|p| p.p_align).max().unwrap_or(PAGE).clamp(PAGE, HUGE);
+        phase.is_multiple_of(align).then_some(phase)
+    }
+
     pub fn best_interior_count(&self) -> usize {
         let align = self
             .loads()

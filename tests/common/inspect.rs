@@ -18,6 +18,8 @@ pub struct Map {
     pub huge_bytes: u64,
     pub hugetlb_bytes: u64,
     pub anon_huge_bytes: u64,
+    /// Bytes mapped with PMD entries from a file's page cache.
+    pub file_pmd_bytes: u64,
     pub kernel_page_kb: u64,
 }
 
@@ -46,10 +48,24 @@ pub fn parse_smaps(text: &[u8]) -> Vec<Map> {
             huge_bytes: m.huge_bytes(),
             hugetlb_bytes: m.hugetlb_kb * 1024,
             anon_huge_bytes: m.anon_huge_kb * 1024,
+            file_pmd_bytes: m.file_pmd_kb * 1024,
             kernel_page_kb: m.kernel_page_kb,
         })
     });
     maps
+}
+
+/// Bytes PMD-mapped from a file's page cache in the executable mappings
+/// within `span` (a mapping that reaches outside counts for at most its
+/// overlap).
+pub fn file_pmd_bytes_in(maps: &[Map], span: &Span) -> u64 {
+    maps.iter()
+        .filter(|m| m.is_exec() && m.span.start < span.end && span.start < m.span.end)
+        .map(|m| {
+            let overlap = m.span.end.min(span.end) - m.span.start.max(span.start);
+            m.file_pmd_bytes.min(overlap)
+        })
+        .sum()
 }
 
 /// Bytes on 2 MiB pages of the executable mappings within `span`; a mapping
@@ -136,6 +152,8 @@ pub struct RangeCheck {
     pub huge_bytes: u64,
     /// Of those, hugetlb bytes.
     pub hugetlb_bytes: u64,
+    /// Of those, bytes PMD-mapped from the file's page cache.
+    pub file_pmd_bytes: u64,
     /// Bytes of the range covered by executable mappings.
     pub exec_bytes: u64,
 }
@@ -288,6 +306,7 @@ impl Inspection {
                     line: line.clone(),
                     huge_bytes,
                     hugetlb_bytes,
+                    file_pmd_bytes: file_pmd_bytes_in(&maps, &line.range),
                     exec_bytes: exec_bytes_in(&maps, &line.range),
                 }
             })
@@ -386,6 +405,16 @@ pub fn check_huge_placed(i: &Inspection, strategy: &str, placed: Placed) -> u64 
                 r.hugetlb_bytes
             );
         }
+        if r.line.backend == "pagecache" {
+            assert_eq!(
+                r.file_pmd_bytes,
+                r.line.range.len(),
+                "reported page-cache range {} has {} FilePmdMapped bytes in smaps (no copy \
+                 may stand in for it)\n{dump}",
+                r.line.range,
+                r.file_pmd_bytes
+            );
+        }
     }
     assert_eq!(
         total.text,
@@ -426,13 +455,25 @@ pub fn check_huge_placed(i: &Inspection, strategy: &str, placed: Placed) -> u64 
                 total.used, interior,
                 "conservative: U vs the 2 MiB blocks wholly inside the text\n{dump}"
             );
+            let congruent = i.elf.congruent_phase().filter(|_| {
+                ["auto", "pagecache"].contains(&total.backend.as_str())
+            });
             if i.elf.is_pie() && placed == Placed::ByHugeload {
-                assert_eq!(
-                    interior,
-                    i.elf.best_interior_count() as u64,
-                    "conservative: the PIE was placed where fewer whole 2 MiB blocks fit in \
-                     its text than the best placement gives\n{dump}"
-                );
+                match congruent {
+                    // With the page cache in play, the main text is
+                    // congruent with its file offsets.
+                    Some(phase) => assert_eq!(
+                        i.bias % HUGE,
+                        phase,
+                        "the PIE's base is not congruent with its text's file offsets\n{dump}"
+                    ),
+                    None => assert_eq!(
+                        interior,
+                        i.elf.best_interior_count() as u64,
+                        "conservative: the PIE was placed where fewer whole 2 MiB blocks fit \
+                         in its text than the best placement gives\n{dump}"
+                    ),
+                }
             }
         }
         _ => assert!(

@@ -18,7 +18,8 @@ pub struct FallbackLine {
 }
 
 /// `hugeload: total text <T> bytes, on huge pages <H> bytes (<P>%), huge
-/// pages <U> of least possible <L>, strategy <s>, backend <b>`
+/// pages <U> of least possible <L> (<C> from the page cache, <K> copies),
+/// strategy <s>, backend <b>`
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TotalLine {
     pub text: u64,
@@ -26,6 +27,10 @@ pub struct TotalLine {
     pub percent: String,
     pub used: u64,
     pub least: u64,
+    /// Of `used`, pages from the page cache (no copy).
+    pub cached: u64,
+    /// Of `used`, copies (hugetlb or THP).
+    pub copies: u64,
     pub strategy: String,
     pub backend: String,
 }
@@ -118,7 +123,7 @@ pub fn parse_report(stderr: &str) -> Report {
                     "page count disagrees with the range in {line:?}"
                 );
                 assert!(
-                    w[4] == "thp" || w[4] == "hugetlb",
+                    ["thp", "hugetlb", "pagecache"].contains(&w[4]),
                     "unknown backend in {line:?}"
                 );
                 r.huge.push(HugeLine {
@@ -135,7 +140,7 @@ pub fn parse_report(stderr: &str) -> Report {
                     "word {i} of the total line should be {s:?}: {line:?}"
                 )
             };
-            assert_eq!(w.len(), 19, "total line has {} words: {line:?}", w.len());
+            assert_eq!(w.len(), 26, "total line has {} words: {line:?}", w.len());
             expect(1, "bytes,");
             expect(2, "on");
             expect(3, "huge");
@@ -146,8 +151,13 @@ pub fn parse_report(stderr: &str) -> Report {
             expect(11, "of");
             expect(12, "least");
             expect(13, "possible");
-            expect(15, "strategy");
-            expect(17, "backend");
+            expect(16, "from");
+            expect(17, "the");
+            expect(18, "page");
+            expect(19, "cache,");
+            expect(21, "copies),");
+            expect(22, "strategy");
+            expect(24, "backend");
             let percent = w[7]
                 .strip_prefix('(')
                 .and_then(|p| p.strip_suffix("%),"))
@@ -157,15 +167,26 @@ pub fn parse_report(stderr: &str) -> Report {
                     .unwrap_or_else(|| panic!("missing comma after {s:?} in {line:?}"))
                     .to_string()
             };
-            r.totals.push(TotalLine {
+            let cached = w[15]
+                .strip_prefix('(')
+                .unwrap_or_else(|| panic!("bad page-cache count in {line:?}"));
+            let total = TotalLine {
                 text: parse_num(w[0], line),
                 on_huge: parse_num(w[5], line),
                 percent: percent.to_string(),
                 used: parse_num(w[10], line),
-                least: parse_num(&strip_comma(w[14]), line),
-                strategy: strip_comma(w[16]),
-                backend: w[18].to_string(),
-            });
+                least: parse_num(w[14], line),
+                cached: parse_num(cached, line),
+                copies: parse_num(w[20], line),
+                strategy: strip_comma(w[23]),
+                backend: w[25].to_string(),
+            };
+            assert_eq!(
+                total.cached + total.copies,
+                total.used,
+                "page-cache pages and copies do not add up in {line:?}"
+            );
+            r.totals.push(total);
         }
     }
     r

@@ -63,8 +63,13 @@ pub fn empty_hugetlb_pool() {
                 "hugetlb: mmap: Cannot allocate memory (0 free pages in the pool)",
             ),
         },
+        // auto: the page cache needs no pool.
         Step {
             opts: &["-v"],
+            expect: Expect::AllOn("pagecache"),
+        },
+        Step {
+            opts: &["-v", "-b", "thp"],
             expect: Expect::AllOn("thp"),
         },
     ];
