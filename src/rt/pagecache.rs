@@ -48,8 +48,20 @@ const SMALL_FOLIOS: Cause = refused(
 );
 
 /// Maps every block of `huge` that it can from the page cache; returns
-/// runs covering all of `huge`, in order.
+/// runs covering all of `huge`, in order. Holds the file's advisory lock
+/// while it does: hugeloads started together on a file cached small would
+/// otherwise each keep the others from dropping its small folios; with
+/// the lock, the first primes and the others find 2 MiB folios.
 pub fn place(t: &Target, huge: &[Range], host: &Host) -> Runs {
+    let locked = sys::lock_exclusive(t.file.fd).is_ok();
+    let runs = place_locked(t, huge, host);
+    if locked {
+        sys::unlock(t.file.fd);
+    }
+    runs
+}
+
+fn place_locked(t: &Target, huge: &[Range], host: &Host) -> Runs {
     let mut runs = Runs::new();
     let refuse_all = |runs: &mut Runs, cause: Cause| {
         for &r in huge {

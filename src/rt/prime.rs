@@ -176,8 +176,23 @@ pub struct FileReport {
     pub not_congruent: u64,
 }
 
-/// Primes the code of the ELF file open as `file`.
+/// Primes the code of the ELF file open as `file` (holding its advisory
+/// lock, as the page-cache backend does).
 pub fn prime_file(file: &OpenFile, image: &elf::Image, check_only: bool, room: &mut [u8]) -> FileReport {
+    let locked = sys::lock_exclusive(file.fd).is_ok();
+    let report = prime_file_locked(file, image, check_only, room);
+    if locked {
+        sys::unlock(file.fd);
+    }
+    report
+}
+
+fn prime_file_locked(
+    file: &OpenFile,
+    image: &elf::Image,
+    check_only: bool,
+    room: &mut [u8],
+) -> FileReport {
     let mut report = FileReport::default();
     let mut batch = heapless::Vec::<Option<u64>, PROBE_BATCH>::new();
     let mut flush = |batch: &mut heapless::Vec<Option<u64>, PROBE_BATCH>, report: &mut FileReport| {

@@ -516,6 +516,26 @@ pub fn open_for_writing(fd: Fd) -> Option<bool> {
     }
 }
 
+/// flock(2) with LOCK_EX: waits for an exclusive advisory lock on the
+/// open file (a read-only descriptor is enough).
+pub fn lock_exclusive(fd: Fd) -> Result<()> {
+    const LOCK_EX: usize = 2;
+    loop {
+        // SAFETY: no memory is passed.
+        match check(unsafe { syscall!(Sysno::flock, fd, LOCK_EX) }) {
+            Err(Errno::EINTR) => continue,
+            r => return r.map(|_| ()),
+        }
+    }
+}
+
+/// flock(2) with LOCK_UN.
+pub fn unlock(fd: Fd) {
+    const LOCK_UN: usize = 8;
+    // SAFETY: no memory is passed.
+    let _ = unsafe { syscall!(Sysno::flock, fd, LOCK_UN) };
+}
+
 /// mlock(2): faults in and locks the pages of `[addr, addr + len)`.
 pub fn mlock(addr: usize, len: usize) -> Result<()> {
     // SAFETY: locking changes no contents; the kernel checks the range.

@@ -240,6 +240,13 @@ pub const FIXTURES: &[Fixture] = &[
             "{out}",
         ],
     ),
+    // reclaim.c: 8 MiB of text it pages out and touches again (pagecache).
+    recipe(
+        "reclaim",
+        "gcc",
+        &["reclaim.c"],
+        &["-O1", "-pie", "-fPIE", "{src}/reclaim.c", "-o", "{out}"],
+    ),
     Fixture {
         after: &["libmodesorigin.so"],
         ..recipe(
