@@ -553,6 +553,35 @@ fn thp_disabled_process_gets_no_page_cache() {
     assert_eq!(run(direct).stdout_str(), r.stdout_str());
 }
 
+/// A seccomp filter that refuses madvise and fadvise: no page cache (it
+/// needs MADV_HUGEPAGE), no THP; hugetlb copies still serve, `-v` says
+/// why, the output is the direct run's.
+#[test]
+fn seccomp_refusing_advice_leaves_the_copies() {
+    let wrap = or_skip!(fixture("hostile_wrap"));
+    let prog = or_skip!(fixture("view-16"));
+    let _pool = pool_shared();
+    or_skip!(ensure_hugetlb_pool(16));
+    let mut cmd = command(&wrap);
+    cmd.args(["seccomp-advice", "--"]).arg(hugeload()).arg("-v").arg(&prog).arg("sum");
+    let r = run(cmd);
+    let stderr = r.stderr_str();
+    assert_eq!(r.code("seccomp-advice hugeload view sum"), 0, "{stderr}");
+    let mut direct = command(&prog);
+    direct.arg("sum");
+    assert_eq!(run(direct).stdout_str(), r.stdout_str());
+    let report = parse_report(&stderr);
+    for h in &report.huge {
+        assert_eq!(h.backend, "hugetlb", "{stderr}");
+    }
+    assert!(
+        stderr.contains("not from the page cache: madvise(MADV_HUGEPAGE, MADV_POPULATE_READ): Operation not permitted")
+            || report.huge.is_empty(),
+        "{stderr}"
+    );
+    assert!(!report.huge.is_empty() || !report.fallback.is_empty(), "{stderr}");
+}
+
 /// What reclaim takes from under a running program comes back in 2 MiB
 /// folios: the program pages its text out (MADV_PAGEOUT) and touches it
 /// again; `FilePmdMapped` before, after the pageout, after the touch.

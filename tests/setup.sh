@@ -24,7 +24,7 @@ log "apt-get update"
 "${SUDO[@]}" apt-get update
 
 packages=()
-for pkg in patchelf musl-tools golang-go hyperfine gcc-multilib strace gdb linux-perf python3; do
+for pkg in patchelf musl-tools golang-go hyperfine gcc-multilib strace gdb linux-perf python3 xfsprogs btrfs-progs; do
     if apt_has "$pkg"; then
         packages+=("$pkg")
     elif [ "$pkg" = gcc-multilib ]; then
