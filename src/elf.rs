@@ -474,7 +474,12 @@ pub mod testing {
     /// Parses `bytes` as a file of `file_size` bytes.
     pub fn image_of(bytes: &[u8], file_size: u64) -> Result<Image, LoadError> {
         let header = parse_header(bytes, 62)?;
-        let image = parse_image(&header, &bytes[header.e_phoff as usize..], file_size, USER_TOP)?;
+        let image = parse_image(
+            &header,
+            &bytes[header.e_phoff as usize..],
+            file_size,
+            USER_TOP,
+        )?;
         check_entry(&image)?;
         Ok(image)
     }

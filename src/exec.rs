@@ -69,7 +69,10 @@ mod tests {
             b"/usr/bin" => Ok(2),
             _ => Err(LoadError::Os(Errno::ENOENT)),
         };
-        assert_eq!(search_path(b"/x:/bin:/usr/bin", fs), Ok((b"/bin" as &[u8], 1)));
+        assert_eq!(
+            search_path(b"/x:/bin:/usr/bin", fs),
+            Ok((b"/bin" as &[u8], 1))
+        );
         assert_eq!(
             search_path(b"/x:/locked:/y", fs),
             Err(LoadError::Os(Errno::EACCES))

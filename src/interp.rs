@@ -48,20 +48,18 @@ impl Linking {
             }
         });
         let mut linking = Linking::default();
-        for_each(&mut |tag, value| {
-            match tag {
-                DT_NEEDED => {
-                    linking.has_needed = true;
-                    if let Some(strtab) = strtab {
-                        let mut name = [0u8; NAME_PREFIX];
-                        let n = read_name(strtab, value, &mut name).min(NAME_PREFIX);
-                        linking.needs_musl |= is_musl_libc(&name[..n]);
-                    }
+        for_each(&mut |tag, value| match tag {
+            DT_NEEDED => {
+                linking.has_needed = true;
+                if let Some(strtab) = strtab {
+                    let mut name = [0u8; NAME_PREFIX];
+                    let n = read_name(strtab, value, &mut name).min(NAME_PREFIX);
+                    linking.needs_musl |= is_musl_libc(&name[..n]);
                 }
-                DT_FLAGS_1 => linking.pie_flag = value & DF_1_PIE != 0,
-                DT_SONAME => linking.has_soname = true,
-                _ => {}
             }
+            DT_FLAGS_1 => linking.pie_flag = value & DF_1_PIE != 0,
+            DT_SONAME => linking.has_soname = true,
+            _ => {}
         });
         linking
     }
@@ -109,7 +107,10 @@ mod tests {
             |f| entries.iter().for_each(|&(t, v)| f(t, v)),
             |strtab, off, buf| {
                 assert_eq!(strtab, 0x400);
-                let name = names.iter().find(|(o, _)| *o == off).map_or(&b""[..], |n| n.1);
+                let name = names
+                    .iter()
+                    .find(|(o, _)| *o == off)
+                    .map_or(&b""[..], |n| n.1);
                 let n = name.len().min(buf.len());
                 buf[..n].copy_from_slice(&name[..n]);
                 n
@@ -119,7 +120,10 @@ mod tests {
 
     #[test]
     fn musl_glibc_and_static_programs() {
-        let glibc = scan(&[(DT_NEEDED, 1), (DT_STRTAB, 0x400)], &[(1, b"libc.so.6\0")]);
+        let glibc = scan(
+            &[(DT_NEEDED, 1), (DT_STRTAB, 0x400)],
+            &[(1, b"libc.so.6\0")],
+        );
         assert!(glibc.has_needed && !glibc.needs_musl);
         let musl = scan(&[(DT_NEEDED, 1), (DT_STRTAB, 0x400)], &[(1, b"libc.so\0")]);
         assert!(musl.needs_musl);
@@ -135,7 +139,10 @@ mod tests {
         assert_eq!(choose(None, Some(musl), STD), Some(STD.musl));
         assert_eq!(choose(None, Some(pie), STD), None);
         assert_eq!(choose(None, None, STD), Some(STD.glibc));
-        assert_eq!(choose(Some(b"/x/ld.so"), Some(pie), STD), Some(&b"/x/ld.so"[..]));
+        assert_eq!(
+            choose(Some(b"/x/ld.so"), Some(pie), STD),
+            Some(&b"/x/ld.so"[..])
+        );
         assert_eq!(choose(Some(b""), Some(musl), STD), Some(STD.musl));
     }
 }

@@ -61,6 +61,8 @@ mod start;
 mod stat;
 #[path = "rt/sys.rs"]
 mod sys;
+#[path = "rt/target.rs"]
+mod target;
 
 #[panic_handler]
 fn panic(_: &core::panic::PanicInfo) -> ! {

@@ -992,9 +992,18 @@ mod tests {
         let mut blocks = std::vec::Vec::new();
         text_file_blocks(&img, |b| blocks.push(b));
         let want = [
-            FileBlock { offset: HUGE, congruent: true },
-            FileBlock { offset: 2 * HUGE, congruent: true },
-            FileBlock { offset: 5 * HUGE, congruent: false },
+            FileBlock {
+                offset: HUGE,
+                congruent: true,
+            },
+            FileBlock {
+                offset: 2 * HUGE,
+                congruent: true,
+            },
+            FileBlock {
+                offset: 5 * HUGE,
+                congruent: false,
+            },
         ];
         assert_eq!(blocks, want);
     }

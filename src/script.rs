@@ -127,7 +127,10 @@ mod tests {
     #[test]
     fn argv_prefix_is_the_kernels() {
         let none: &[(&[u8], Option<&[u8]>)] = &[];
-        assert_eq!(argv_prefix(none, b"ls", b"/bin/ls").as_slice(), [b"ls" as &[u8]]);
+        assert_eq!(
+            argv_prefix(none, b"ls", b"/bin/ls").as_slice(),
+            [b"ls" as &[u8]]
+        );
         // ./a.sh is "#!/usr/bin/env python3 -u"; that runs as
         // [/usr/bin/env, "python3 -u", ./a.sh, ARGS].
         let one: &[(&[u8], Option<&[u8]>)] = &[(b"/usr/bin/env", Some(b"python3 -u"))];

@@ -115,7 +115,11 @@ impl Boot {
     /// The value of environment variable `key`, unless this is a
     /// secure-execution program.
     pub fn trusted_env(&self, key: &[u8]) -> Option<&'static [u8]> {
-        if self.is_secure() { None } else { self.env(key) }
+        if self.is_secure() {
+            None
+        } else {
+            self.env(key)
+        }
     }
 
     /// The envp pointers.

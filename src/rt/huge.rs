@@ -7,12 +7,12 @@
 //! at once.
 
 use super::diag::Report;
-use super::file::OpenFile;
 use super::host::{self, Host};
 use super::map;
 use super::pagecache;
 use super::sys::{self, Advice, CPath, Errno};
-use hugeload::elf::Image;
+use super::target::cause;
+pub use super::target::{Cause, Target};
 use hugeload::options::Backend;
 use hugeload::plan::{self, HUGE, Range};
 use linux_raw_sys::general::{
@@ -36,23 +36,6 @@ impl HugeKind {
             HugeKind::Thp => "thp",
             HugeKind::Hugetlb => "hugetlb",
         }
-    }
-}
-
-/// Why one backend could not give a range huge pages.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Cause {
-    pub step: &'static str,
-    pub errno: Option<Errno>,
-    /// Free pages in the hugetlb pool when a hugetlb mapping failed.
-    pub pool_free: Option<u64>,
-}
-
-const fn cause(step: &'static str, errno: Errno) -> Cause {
-    Cause {
-        step,
-        errno: Some(errno),
-        pool_free: None,
     }
 }
 
@@ -83,20 +66,6 @@ pub fn placed(outcomes: &[Outcome]) -> Placed {
         }
     }
     placed
-}
-
-/// The image whose huge ranges are being placed, and where their bytes
-/// come from.
-pub struct Target<'a> {
-    pub file: &'a OpenFile,
-    pub image: &'a Image,
-    pub bias: u64,
-    /// For naming memfds.
-    pub name: &'a [u8],
-    /// PT_INTERP mode under a debugger: the bytes are copied from the
-    /// kernel's mapping of the image rather than read from the file, so
-    /// what the debugger already changed there (a breakpoint) is kept.
-    pub copy_from_memory: bool,
 }
 
 /// Puts the planned huge ranges on huge pages, piece by piece (at most
@@ -384,4 +353,3 @@ pub fn keep_hugetlb_in_core_dumps(outcomes: &[Outcome], report: &Report) {
     }
     sys::close(fd);
 }
-

@@ -55,12 +55,15 @@ impl Dynamic {
             // the search sees it as missing.
             let at = d.strings.len() as u64;
             let mut buf = [0u8; libsearch::PATH_MAX];
-            let string = strtab.filter(|&(_, size)| entry.1 < size).and_then(|(offset, size)| {
-                let len = (size - entry.1).min(buf.len() as u64) as usize;
-                let n = sys::pread(file.fd, &mut buf[..len], offset.checked_add(entry.1)?).ok()?;
-                let end = buf[..n].iter().position(|&b| b == 0)?;
-                Some(&buf[..=end])
-            });
+            let string = strtab
+                .filter(|&(_, size)| entry.1 < size)
+                .and_then(|(offset, size)| {
+                    let len = (size - entry.1).min(buf.len() as u64) as usize;
+                    let n =
+                        sys::pread(file.fd, &mut buf[..len], offset.checked_add(entry.1)?).ok()?;
+                    let end = buf[..n].iter().position(|&b| b == 0)?;
+                    Some(&buf[..=end])
+                });
             entry.1 = match string.map(|s| d.strings.extend_from_slice(s)) {
                 Some(Ok(())) => at,
                 _ => u64::MAX,
@@ -103,10 +106,16 @@ pub fn prime_startup_libraries(
     musl: bool,
     report: &Report,
 ) {
-    let mut path_file = musl.then(|| read_whole(arch::MUSL_PATH_FILE, 1 << 16)).flatten();
-    let mut cache_file = (!musl).then(|| read_whole(b"/etc/ld.so.cache", LDCACHE_MAX)).flatten();
+    let mut path_file = musl
+        .then(|| read_whole(arch::MUSL_PATH_FILE, 1 << 16))
+        .flatten();
+    let mut cache_file = (!musl)
+        .then(|| read_whole(b"/etc/ld.so.cache", LDCACHE_MAX))
+        .flatten();
     let libc = if musl {
-        let system_path = path_file.as_mut().map(|(b, n)| &b.bytes_mut()[..*n] as &[u8]);
+        let system_path = path_file
+            .as_mut()
+            .map(|(b, n)| &b.bytes_mut()[..*n] as &[u8]);
         Libc::Musl { system_path }
     } else {
         let cache = cache_file

@@ -80,7 +80,13 @@ pub fn load(
     let written = build_stack(boot, request, &program, &loaded, interp_loaded.as_ref())?;
     if settings.perf_map {
         let moved = loaded.copied_ranges();
-        perfmap::write(&program.elf.file, loaded.bias, &moved, program.path(), &report);
+        perfmap::write(
+            &program.elf.file,
+            loaded.bias,
+            &moved,
+            program.path(),
+            &report,
+        );
     }
     procview::set_for_program(
         boot,
@@ -181,7 +187,10 @@ fn follow_scripts(execfn: CPath, mut opened: Option<OpenFile>) -> Result<Program
     let mut path = CPath::from_parts(&[execfn.as_bytes()]).unwrap_or_else(CPath::new);
     loop {
         let fail = |e| fail_at(&execfn, &path, !levels.is_empty(), e);
-        let file = opened.take().map_or_else(|| OpenFile::open(&path), Ok).map_err(fail)?;
+        let file = opened
+            .take()
+            .map_or_else(|| OpenFile::open(&path), Ok)
+            .map_err(fail)?;
         let head = Head::read(&file).map_err(fail)?;
         if !script::is_script(head.as_bytes()) {
             let elf = ElfFile::parse(file, &head).map_err(fail)?;
@@ -198,7 +207,10 @@ fn follow_scripts(execfn: CPath, mut opened: Option<OpenFile>) -> Result<Program
         path = CPath::from_parts(&[level.interp()])
             .ok_or_else(|| Failure::new(path.as_bytes(), LoadError::BadInterpPath))?;
         if levels.push(level).is_err() {
-            return Err(Failure::new(execfn.as_bytes(), LoadError::NestedScriptTooDeep));
+            return Err(Failure::new(
+                execfn.as_bytes(),
+                LoadError::NestedScriptTooDeep,
+            ));
         }
     }
 }
@@ -239,7 +251,8 @@ fn open_interp(boot: &Boot, program: &Program) -> Result<Option<Interp>, Failure
     }
     // Two fixed-address images that overlap cannot both be mapped (an
     // ET_EXEC program naming itself as its interpreter, say).
-    let fixed = |img: &hugeload::elf::Image| (!img.is_dyn()).then(|| Range::new(img.lo(), img.hi()));
+    let fixed =
+        |img: &hugeload::elf::Image| (!img.is_dyn()).then(|| Range::new(img.lo(), img.hi()));
     if let (Some(a), Some(b)) = (fixed(&program.elf.image), fixed(&interp.elf.image)) {
         if a.overlaps(&b) {
             interp.elf.file.close();
@@ -303,7 +316,14 @@ fn map_program(
         host,
     )
     .map_err(|e| program.fail(e))?;
-    report::report_program(report, program.path(), image, &loaded, interp_path, settings);
+    report::report_program(
+        report,
+        program.path(),
+        image,
+        &loaded,
+        interp_path,
+        settings,
+    );
     if settings.lock {
         lock::lock_code(image, &loaded);
     }

@@ -16,11 +16,11 @@
 //! assumed, in `/proc/self/smaps`; a block that still is not goes to the
 //! copying backends.
 
-use super::huge::{Cause, Target};
 use super::host::Host;
 use super::map;
 use super::prime::{self, PROBE_BATCH};
 use super::sys;
+use super::target::{Cause, Target};
 use hugeload::plan::{self, HUGE, Range};
 use linux_raw_sys::general::{MAP_FIXED, MAP_PRIVATE, PROT_EXEC, PROT_READ};
 
@@ -33,7 +33,6 @@ pub struct Run {
 }
 
 pub type Runs = heapless::Vec<Run, { plan::MAX_PIECES }>;
-
 
 const fn refused(step: &'static str) -> Cause {
     Cause {
@@ -69,13 +68,18 @@ fn place_locked(t: &Target, huge: &[Range], host: &Host) -> Runs {
         }
     };
     if host.thp_disabled {
-        refuse_all(&mut runs, refused("disabled for this process (PR_SET_THP_DISABLE)"));
+        refuse_all(
+            &mut runs,
+            refused("disabled for this process (PR_SET_THP_DISABLE)"),
+        );
         return runs;
     }
     if t.copy_from_memory {
         refuse_all(
             &mut runs,
-            refused("a debugger traces the process: a copy of the mapped code keeps its breakpoints"),
+            refused(
+                "a debugger traces the process: a copy of the mapped code keeps its breakpoints",
+            ),
         );
         return runs;
     }
@@ -161,7 +165,6 @@ fn map_final(t: &Target, block: Range, offset: u64) -> Result<(), Cause> {
     prime::populate(block).map_err(|e| cause("madvise(MADV_HUGEPAGE, MADV_POPULATE_READ)", e))
 }
 
-
 /// For the blocks of `run` (restored to ordinary mappings): finds which the
 /// cache holds in 2 MiB folios, primes the others, maps the ones that are
 /// then, and appends the outcome of each block to `runs`.
@@ -194,4 +197,3 @@ fn prime_and_map(t: &Target, run: Range, room: &mut [u8], runs: &mut Runs) {
         start = end;
     }
 }
-

@@ -79,9 +79,7 @@ pub fn write(file: &OpenFile, bias: u64, moved: &[Range], path: &[u8], report: &
         Ok(fd) => fd,
         Err(e) => {
             report.say(|l| {
-                l.bytes(name.as_bytes())
-                    .str(": ")
-                    .str(e.message());
+                l.bytes(name.as_bytes()).str(": ").str(e.message());
             });
             return;
         }

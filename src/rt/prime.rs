@@ -82,7 +82,14 @@ pub fn prime_blocks(fd: Fd, offsets: &[Option<u64>], drop_small: bool, room: &mu
     let area_len = (2 * n as u64 + 1) * HUGE;
     // SAFETY: a fresh inaccessible mapping where the kernel likes.
     let Ok(raw) = (unsafe {
-        sys::mmap(0, area_len as usize, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+        sys::mmap(
+            0,
+            area_len as usize,
+            PROT_NONE,
+            MAP_PRIVATE | MAP_ANONYMOUS,
+            -1,
+            0,
+        )
     }) else {
         return Primed::default();
     };
@@ -178,7 +185,12 @@ pub struct FileReport {
 
 /// Primes the code of the ELF file open as `file` (holding its advisory
 /// lock, as the page-cache backend does).
-pub fn prime_file(file: &OpenFile, image: &elf::Image, check_only: bool, room: &mut [u8]) -> FileReport {
+pub fn prime_file(
+    file: &OpenFile,
+    image: &elf::Image,
+    check_only: bool,
+    room: &mut [u8],
+) -> FileReport {
     let locked = sys::lock_exclusive(file.fd).is_ok();
     let report = prime_file_locked(file, image, check_only, room);
     if locked {
@@ -195,7 +207,8 @@ fn prime_file_locked(
 ) -> FileReport {
     let mut report = FileReport::default();
     let mut batch = heapless::Vec::<Option<u64>, PROBE_BATCH>::new();
-    let mut flush = |batch: &mut heapless::Vec<Option<u64>, PROBE_BATCH>, report: &mut FileReport| {
+    let mut flush = |batch: &mut heapless::Vec<Option<u64>, PROBE_BATCH>,
+                     report: &mut FileReport| {
         if batch.is_empty() {
             return;
         }
@@ -312,7 +325,9 @@ impl Run<'_> {
 
     /// A path named on the command line (`named`) or found in a directory.
     fn path(&mut self, path: &CPath, named: bool, depth: usize) {
-        use linux_raw_sys::general::{O_CLOEXEC, O_DIRECTORY, O_NOFOLLOW, O_RDONLY, S_IFDIR, S_IFMT};
+        use linux_raw_sys::general::{
+            O_CLOEXEC, O_DIRECTORY, O_NOFOLLOW, O_RDONLY, S_IFDIR, S_IFMT,
+        };
         let follow = if named { 0 } else { O_NOFOLLOW };
         let fd = match sys::open(path, O_RDONLY | O_CLOEXEC | follow) {
             Ok(fd) => fd,
@@ -380,12 +395,24 @@ impl Run<'_> {
         let r = prime_file(file, &image, self.check_only, self.room);
         let mut l = Line::new();
         if self.json {
-            l.str("{\"path\":\"").json(path.as_bytes()).str("\",\"blocks\":").dec(r.blocks);
-            l.str(",\"huge_before\":").dec(r.already).str(",\"primed\":").dec(r.primed);
-            l.str(",\"small\":").dec(r.small).str(",\"not_congruent\":").dec(r.not_congruent);
+            l.str("{\"path\":\"")
+                .json(path.as_bytes())
+                .str("\",\"blocks\":")
+                .dec(r.blocks);
+            l.str(",\"huge_before\":")
+                .dec(r.already)
+                .str(",\"primed\":")
+                .dec(r.primed);
+            l.str(",\"small\":")
+                .dec(r.small)
+                .str(",\"not_congruent\":")
+                .dec(r.not_congruent);
             l.str("}\n");
         } else {
-            l.bytes(path.as_bytes()).str(": ").dec(r.blocks).str(" blocks of 2 MiB code: ");
+            l.bytes(path.as_bytes())
+                .str(": ")
+                .dec(r.blocks)
+                .str(" blocks of 2 MiB code: ");
             l.dec(r.already).str(" already huge, ");
             if !self.check_only {
                 l.dec(r.primed).str(" primed, ");

@@ -122,8 +122,7 @@ pub fn save_auxv(boot: &Boot, moved: Option<(&Image, &Loaded)>, report: &Report)
         env_end: f.env_end,
     };
     if let Some((image, loaded)) = moved {
-        let [start_code, end_code, start_data, end_data] =
-            plan::code_and_data(image, loaded.bias);
+        let [start_code, end_code, start_data, end_data] = plan::code_and_data(image, loaded.bias);
         (layout.start_code, layout.end_code) = (start_code, end_code);
         (layout.start_data, layout.end_data) = (start_data, end_data);
         let end = page_up(loaded.end());
@@ -159,7 +158,8 @@ pub fn name_real_interp(
 ) {
     use goblin::elf::program_header::PT_INTERP;
     /// Offset of `p_vaddr` in an Elf64_Phdr.
-    const P_VADDR: u64 = core::mem::offset_of!(goblin::elf64::program_header::ProgramHeader, p_vaddr) as u64;
+    const P_VADDR: u64 =
+        core::mem::offset_of!(goblin::elf64::program_header::ProgramHeader, p_vaddr) as u64;
     let Some(phdr) = boot.aux(AT_PHDR) else {
         return;
     };

@@ -51,19 +51,19 @@ fn run(boot: &mut Boot, settings: &Settings, host: &Host) -> Result<Handoff, Fai
     if let Some((program, bias)) = mapped {
         if settings.backend != Backend::Off {
             let image = &program.image;
-            let loaded = match image::move_to_congruent(&program.file, image, bias, name, settings, host)
-            {
-                Some(Ok(loaded)) => {
-                    // The program now lives at the new bias: its entry and
-                    // headers too.
-                    boot.set_aux(AT_ENTRY, loaded.entry(image));
-                    boot.set_aux(AT_PHDR, loaded.phdr(image));
-                    mapped = Some((program, loaded.bias));
-                    loaded
-                }
-                Some(Err(e)) => return Err(Failure::new(name, e)),
-                None => image::remap_in_place(&program.file, image, bias, name, settings, host),
-            };
+            let loaded =
+                match image::move_to_congruent(&program.file, image, bias, name, settings, host) {
+                    Some(Ok(loaded)) => {
+                        // The program now lives at the new bias: its entry and
+                        // headers too.
+                        boot.set_aux(AT_ENTRY, loaded.entry(image));
+                        boot.set_aux(AT_PHDR, loaded.phdr(image));
+                        mapped = Some((program, loaded.bias));
+                        loaded
+                    }
+                    Some(Err(e)) => return Err(Failure::new(name, e)),
+                    None => image::remap_in_place(&program.file, image, bias, name, settings, host),
+                };
             huge = finish_program(program, &loaded, name, settings, &report);
             if settings.lock {
                 lock::lock_code(image, &loaded);
@@ -75,8 +75,8 @@ fn run(boot: &mut Boot, settings: &Settings, host: &Host) -> Result<Handoff, Fai
     }
     let entry = match interp {
         Some((path, interp)) => {
-            let loaded = image::map_plain(&interp.file, &interp.image)
-                .map_err(|e| Failure::new(path, e))?;
+            let loaded =
+                image::map_plain(&interp.file, &interp.image).map_err(|e| Failure::new(path, e))?;
             report.say(|l| {
                 l.str("interpreter ")
                     .bytes(path)
@@ -213,7 +213,13 @@ fn finish_program(
     let placed = loaded.huge_ranges();
     huge::keep_hugetlb_in_core_dumps(&loaded.outcomes, report);
     if settings.perf_map {
-        perfmap::write(&program.file, loaded.bias, &loaded.copied_ranges(), name, report);
+        perfmap::write(
+            &program.file,
+            loaded.bias,
+            &loaded.copied_ranges(),
+            name,
+            report,
+        );
     }
     placed
 }

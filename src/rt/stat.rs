@@ -167,7 +167,11 @@ fn print_json(out: &mut Out, pid: &[u8], text: &[u8]) {
     out.put(b",");
     json_number(out, "pagecache_pages", totals.cache_pages);
     out.put(b",");
-    json_number(out, "copied_pages", totals.huge_pages.saturating_sub(totals.cache_pages));
+    json_number(
+        out,
+        "copied_pages",
+        totals.huge_pages.saturating_sub(totals.cache_pages),
+    );
     out.put(b",");
     json_number(out, "other_code_bytes", totals.other_bytes);
     out.put(b"}\n");

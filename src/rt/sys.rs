@@ -296,7 +296,15 @@ pub fn set_name(name: &[u8]) {
     let n = name.len().min(15);
     comm[..n].copy_from_slice(&name[..n]);
     // SAFETY: PR_SET_NAME reads 16 bytes, NUL-terminated, from `comm`.
-    let _ = unsafe { prctl(linux_raw_sys::prctl::PR_SET_NAME, comm.as_ptr() as usize, 0, 0, 0) };
+    let _ = unsafe {
+        prctl(
+            linux_raw_sys::prctl::PR_SET_NAME,
+            comm.as_ptr() as usize,
+            0,
+            0,
+            0,
+        )
+    };
 }
 
 pub fn getpid() -> u64 {
@@ -370,7 +378,11 @@ pub fn readlink(path: &[u8], buf: &mut [u8]) -> Result<usize> {
 pub fn pwrite(fd: Fd, bytes: &[u8], offset: u64) -> Result<()> {
     // SAFETY: the kernel reads `bytes.len()` bytes of a live slice.
     let n = check(unsafe { syscall!(Sysno::pwrite64, fd, bytes.as_ptr(), bytes.len(), offset) })?;
-    if n == bytes.len() { Ok(()) } else { Err(Errno::EIO) }
+    if n == bytes.len() {
+        Ok(())
+    } else {
+        Err(Errno::EIO)
+    }
 }
 
 /// read(2), retrying on EINTR.

@@ -33,8 +33,7 @@ pub const USER_TOP: u64 = 0x7fff_ffff_f000;
 /// them.
 pub const BINFMT_MAGIC: &str =
     "\\x7fELF\\x02\\x01\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x48\\x00\\x00\\x3e\\x00";
-pub const BINFMT_MASK: &str =
-    "\\xff\\xff\\xff\\xff\\xff\\xff\\xff\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\xff\\x00\\x00\\xff\\xff";
+pub const BINFMT_MASK: &str = "\\xff\\xff\\xff\\xff\\xff\\xff\\xff\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\xff\\x00\\x00\\xff\\xff";
 /// What glibc's ld.so of this architecture searches besides the paths the
 /// program names (Debian's multiarch layout): the ld.so.cache entries it
 /// takes, its built-in directories, what `$LIB` is; and musl's path file.
