@@ -201,6 +201,8 @@ pub struct Image {
     pub interp_vaddr: u64,
     /// The file bytes of PT_DYNAMIC.
     pub dynamic: Option<FileRange>,
+    /// Its link-time address.
+    pub dynamic_vaddr: u64,
     /// PT_GNU_STACK asks for an executable stack.
     pub exec_stack: bool,
     /// Largest power-of-two `p_align` of the PT_LOADs.
@@ -269,6 +271,7 @@ pub fn parse_image(
         interp: None,
         interp_vaddr: 0,
         dynamic: None,
+        dynamic_vaddr: 0,
         exec_stack: false,
         max_align: PAGE,
     };
@@ -305,6 +308,7 @@ pub fn parse_image(
                         offset: ph.p_offset,
                         len,
                     });
+                    image.dynamic_vaddr = ph.p_vaddr;
                 }
             }
             PT_GNU_STACK => image.exec_stack = ph.p_flags & PF_X != 0,

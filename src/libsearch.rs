@@ -803,9 +803,49 @@ impl<const N: usize, const B: usize> Closure<N, B> {
     }
 }
 
+/// The main program's DT_RPATH or DT_RUNPATH `list` with every `$ORIGIN`
+/// and `${ORIGIN}` replaced by `dir` (the program's directory), written
+/// into `out`; `None` if the list names no `$ORIGIN` or `out` is too small.
+/// What ld.so would expand itself if `/proc/self/exe` named the program.
+pub fn expand_origin(list: &[u8], dir: &[u8], out: &mut [u8]) -> Option<usize> {
+    let mut len = 0;
+    let mut found = false;
+    let mut rest = list;
+    let mut put = |s: &[u8], len: &mut usize| -> Option<()> {
+        out.get_mut(*len..*len + s.len())?.copy_from_slice(s);
+        *len += s.len();
+        Some(())
+    };
+    while let Some(at) = rest.iter().position(|&c| c == b'$') {
+        put(&rest[..at], &mut len)?;
+        rest = &rest[at + 1..];
+        match dst_at(rest) {
+            Some((Dst::Origin, n)) => {
+                put(dir, &mut len)?;
+                rest = &rest[n..];
+                found = true;
+            }
+            _ => put(b"$", &mut len)?,
+        }
+    }
+    put(rest, &mut len)?;
+    found.then_some(len)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn origin_expands_to_the_programs_directory() {
+        let mut out = [0u8; 128];
+        let n = expand_origin(b"$ORIGIN/../lib:/opt/x:${ORIGIN}", b"/usr/bin", &mut out).unwrap();
+        assert_eq!(&out[..n], b"/usr/bin/../lib:/opt/x:/usr/bin");
+        let n = expand_origin(b"$LIB/$ORIGINAL:$ORIGIN", b"/d", &mut out).unwrap();
+        assert_eq!(&out[..n], b"$LIB/$ORIGINAL:/d");
+        assert_eq!(expand_origin(b"/usr/lib:$LIB", b"/d", &mut out), None);
+        assert_eq!(expand_origin(b"$ORIGIN", &[b'x'; 200], &mut out), None);
+    }
     use crate::ldcache::{FLAGS_X86_64, testing::new_cache};
     use proptest::prelude::*;
     use std::collections::HashMap;

@@ -39,6 +39,8 @@ mod lock;
 mod map;
 #[path = "rt/mark.rs"]
 mod mark;
+#[path = "rt/origin.rs"]
+mod origin;
 #[path = "rt/out.rs"]
 mod out;
 #[path = "rt/own.rs"]

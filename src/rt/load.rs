@@ -13,7 +13,7 @@ use super::host::Host;
 use super::huge;
 use super::image::{self, Loaded, Placement};
 use super::sys::{self, CPath, Errno};
-use super::{libs, lock, perfmap, procview, report};
+use super::{libs, lock, origin, perfmap, procview, report};
 use hugeload::auxv::{self, ProgramFacts};
 use hugeload::elf::{MAX_INTERP, PHDR_SIZE};
 use hugeload::error::LoadError;
@@ -75,6 +75,9 @@ pub fn load(
     // Point of no return: from here on the address space changes.
     let interp_path = interp.as_ref().map(|i| i.path.as_bytes());
     let loaded = map_program(&program, placement, interp_path, settings, host, &report)?;
+    if !boot.is_secure() {
+        origin::expand_in_memory(&program.elf.file, &program.elf.image, loaded.bias, &report);
+    }
     let interp_loaded = map_interp(&program, interp.as_ref())?;
     prime_libraries(boot, &program, interp.as_ref(), settings, &report);
     let written = build_stack(boot, request, &program, &loaded, interp_loaded.as_ref())?;

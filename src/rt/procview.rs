@@ -71,7 +71,7 @@ pub fn set_for_program(
         sys::has_capability(CAP_SYS_ADMIN) || sys::has_capability(CAP_CHECKPOINT_RESTORE);
     if !privileged {
         report.say(|l| {
-            l.str("/proc/self/exe names hugeload, not the program: changing it needs CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE ($ORIGIN, current_exe and self re-exec see hugeload; PT_INTERP mode has no such limit)");
+            l.str("/proc/self/exe names hugeload, not the program: changing it needs CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE (ld.so's $ORIGIN is handled; a program that reads /proc/self/exe itself, such as current_exe or node's process.execPath, sees hugeload; PT_INTERP mode has no such limit)");
         });
     } else {
         match own::detach_from_file() {
