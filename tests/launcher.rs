@@ -290,7 +290,9 @@ fn big_text_interior_is_all_huge() {
 // Each test also checks, in smaps of the running program, that the code of
 // the real program it runs went on huge pages (see
 // `assert_real_code_on_huge_pages`): a silent fallback to 4 KiB pages would
-// print the same output.
+// print the same output. A run with the default backend, which may prime
+// the page cache, runs a copy of a program that has 2 MiB blocks of code
+// (`real_copy`); true, sh and env have none, nor has libc.
 
 /// The ELF file a name in PATH leads to.
 fn real_elf(name: &str) -> Result<PathBuf, Skip> {
@@ -427,8 +429,13 @@ fn real_shebang_scripts() {
 
 #[test]
 fn real_git_and_gdb() {
-    let git = or_skip!(need_tool("git"));
-    let (d, _) = run_both(&[], "git", &["--version"]);
+    // The default backend primes what it runs: a copy (see `real_copy`),
+    // found by name in a PATH whose first directory holds it.
+    let git = or_skip!(real_copy("git"));
+    let git_path = path_with_first(git.parent().unwrap());
+    let (d, _) = run_both_with(&[], "git", &["--version"], |c| {
+        c.env("PATH", &git_path);
+    });
     assert!(
         d.stdout_str().starts_with("git version"),
         "{}",
@@ -443,8 +450,11 @@ fn real_git_and_gdb() {
         0
     ));
 
-    or_skip!(need_tool("gdb"));
-    let (d, _) = run_both(&[], "gdb", &["--batch", "-nx", "-ex", "print 1+2"]);
+    let gdb = or_skip!(real_copy("gdb"));
+    let gdb_path = path_with_first(gdb.parent().unwrap());
+    let (d, _) = run_both_with(&[], "gdb", &["--batch", "-nx", "-ex", "print 1+2"], |c| {
+        c.env("PATH", &gdb_path);
+    });
     assert_eq!(d.stdout_str(), "$1 = 3\n");
     let gdb_elf = or_skip!(real_elf("gdb"));
     let (conservative, _) = or_skip!(assert_real_code_on_huge_pages(
@@ -464,7 +474,13 @@ fn real_git_and_gdb() {
 #[test]
 fn real_node() {
     let node = or_skip!(need_tool("node"));
-    let (d, _) = run_both(&[], "node", &["-e", "console.log(1+1)"]);
+    // The default backend primes what it runs: a copy (see `real_copy`),
+    // found by name in a PATH whose first directory holds it.
+    let copy = or_skip!(real_copy("node"));
+    let copy_path = path_with_first(copy.parent().unwrap());
+    let (d, _) = run_both_with(&[], "node", &["-e", "console.log(1+1)"], |c| {
+        c.env("PATH", &copy_path);
+    });
     assert_eq!(d.stdout_str(), "2\n");
     run_both(
         &["--backend=thp"],
@@ -473,7 +489,7 @@ fn real_node() {
     );
     run_both(
         &["--strategy=aggressive"],
-        &node,
+        &copy,
         &["-e", "console.log(1+1)"],
     );
 
@@ -505,13 +521,28 @@ fn real_node() {
 /// it runs as one), and its ELF program (see `python_elf`).
 #[test]
 fn real_python() {
-    or_skip!(need_tool("python3"));
+    let found = canonical(&or_skip!(need_tool("python3")));
     let code = "import json,sys; print(json.dumps({\"a\": sys.argv}))";
-    let (d, _) = run_both(&[], "python3", &["-c", code, "x", "y"]);
+    // The default backend primes what it loads. A shim script's interpreter
+    // (pyenv's: /usr/bin/env) has no whole 2 MiB block of code, nor has
+    // libc; a python3 that is an ELF program is run as a copy (see
+    // `real_copy`), found by name in a PATH whose first directory holds it.
+    let path = if is_elf(&found) {
+        path_with_first(or_skip!(real_copy("python3")).parent().unwrap())
+    } else {
+        std::env::var_os("PATH").unwrap_or_default()
+    };
+    let (d, _) = run_both_with(&[], "python3", &["-c", code, "x", "y"], |c| {
+        c.env("PATH", &path);
+    });
     assert_eq!(d.stdout_str(), "{\"a\": [\"-c\", \"x\", \"y\"]}\n");
     let python = or_skip!(python_elf());
     run_both(&["--backend=thp"], &python, &["-c", code, "x", "y"]);
-    run_both(&["--strategy=aggressive"], &python, &["-c", code, "x", "y"]);
+    // The default backend primes what it runs (with the aggressive
+    // strategy, python's text has 2 MiB blocks to prime): a copy (see
+    // `real_copy`).
+    let copy = or_skip!(real_copy(&python));
+    run_both(&["--strategy=aggressive"], &copy, &["-c", code, "x", "y"]);
 
     // python's text is under 4 MiB: conservative may find no whole 2 MiB
     // block; aggressive must use at least one huge page.

@@ -694,10 +694,15 @@ fn origin_real_rustc() {
     fs::create_dir_all(dir.join("mirror/bin")).unwrap();
     fs::create_dir_all(dir.join("alone/bin")).unwrap();
     std::os::unix::fs::symlink(&toolchain_lib, dir.join("mirror/lib")).unwrap();
+    // Every run of rustc through hugeload here uses the thp backend: the
+    // default one primes the libraries rustc loads (librustc_driver and
+    // libLLVM, the toolchain's own files: mirror/lib is a link to them), and
+    // copies of those would cost some 350 MB a run. With thp nothing is
+    // dropped or primed: hugeload only reads the files.
     let patched = or_skip!(patched_copy(&rustc, &dir.join("mirror/bin/rustc")));
     let r = run({
         let mut c = command(&patched);
-        c.arg("--version");
+        c.arg("--version").env("HUGELOAD_BACKEND", "thp");
         c
     });
     assert_eq!(r.code("patched rustc"), 0, "{}", r.stderr_str());
@@ -705,7 +710,7 @@ fn origin_real_rustc() {
     let alone = patched_copy(&rustc, &dir.join("alone/bin/rustc")).unwrap();
     let r = run({
         let mut c = command(&alone);
-        c.arg("--version");
+        c.arg("--version").env("HUGELOAD_BACKEND", "thp");
         c
     });
     assert!(
@@ -722,7 +727,8 @@ fn origin_real_rustc() {
         skip("root without CAP_SYS_ADMIN: the launcher cannot fix /proc/self/exe");
         return;
     }
-    let (_, h) = run_both_with(&[], &rustc, &["--version"], |c| {
+    // -b thp: see above.
+    let (_, h) = run_both_with(&["-b", "thp"], &rustc, &["--version"], |c| {
         clean_env(c);
     });
     assert!(h.stdout_str().starts_with("rustc "));
@@ -736,10 +742,15 @@ fn origin_real_rustc() {
         &["--version"],
         0
     ));
-    let mut c = hl(&["-v"], &rustc, &["-vV"]);
+    let mut c = hl(&["-v", "-b", "thp"], &rustc, &["-vV"]);
     clean_env(&mut c);
     let r = run(c);
-    assert_eq!(r.code("hugeload -v rustc -vV"), 0, "{}", r.stderr_str());
+    assert_eq!(
+        r.code("hugeload -v -b thp rustc -vV"),
+        0,
+        "{}",
+        r.stderr_str()
+    );
 
     // /proc/PID/exe of a program run through the launcher.
     let prog = or_skip!(modes("pie"));

@@ -8,7 +8,8 @@
 //! - [`report`]: the `-v` report;
 //! - [`inspect`]: `/proc/PID/smaps` of a running program and the checks of
 //!   the report against it;
-//! - [`real`]: real programs (python found in PATH, a library that holds a
+//! - [`real`]: real programs (private copies for the runs that may prime
+//!   the page cache, python found in PATH, a library that holds a
 //!   short-lived program so that its smaps can be read);
 //! - [`pool`]: the hugetlb pool.
 //!

@@ -4,8 +4,94 @@
 //! prints the same).
 
 use super::*;
-use std::ffi::OsStr;
+use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
 use std::process::Command;
+
+/// A private copy of the real program `program` (a name, looked up in
+/// `PATH` as [`need_tool`] does, or a path), resolved to its real ELF file
+/// (symbolic links followed): `target/fixtures/scratch/real-PID/NAME/NAME`,
+/// NAME being `program`'s file name, made at most once per test process
+/// (tests that need it wait for that copy, as for [`fixture`]). A skip if
+/// `program` is not installed.
+///
+/// The project's rule: a run that may drop or prime page-cache state
+/// (`-b auto`, the default, and `-b pagecache`, in every mode; they prime
+/// the program and its DT_NEEDED libraries) runs a copy, never the
+/// system's own file, which other work on the machine uses. `-b thp`,
+/// `-b hugetlb` and `-b off` only read the file and may run it. Each copy
+/// is alone in its directory: a test that finds the program by name puts
+/// that directory first in the child's `PATH` ([`path_with_first`]).
+pub fn real_copy(program: impl AsRef<Path>) -> Result<PathBuf, Skip> {
+    let program = program.as_ref();
+    let found = match program.to_str() {
+        Some(name) if !name.contains('/') => need_tool(name)?,
+        _ => program.to_path_buf(),
+    };
+    let name = program
+        .file_name()
+        .unwrap_or_else(|| panic!("{}: no file name", program.display()))
+        .to_string_lossy()
+        .into_owned();
+    let elf = canonical(&found);
+    assert!(
+        is_elf(&elf),
+        "{} (from {}) is not an ELF file",
+        elf.display(),
+        found.display()
+    );
+    static CELLS: OnceLock<Mutex<HashMap<String, &'static OnceLock<(PathBuf, PathBuf)>>>> =
+        OnceLock::new();
+    let cell: &'static OnceLock<(PathBuf, PathBuf)> = *lock(CELLS.get_or_init(Default::default))
+        .entry(name.clone())
+        .or_insert_with(|| Box::leak(Box::new(OnceLock::new())));
+    let (source, copy) = cell.get_or_init(|| (elf.clone(), copy_real(&elf, &name)));
+    assert_eq!(
+        *source,
+        elf,
+        "real_copy({}): the copy named {name} ({}) is of another program",
+        program.display(),
+        copy.display()
+    );
+    Ok(copy.clone())
+}
+
+/// [`real_copy`]'s copy of `elf` as `real-PID/NAME/NAME`.
+fn copy_real(elf: &Path, name: &str) -> PathBuf {
+    static ROOT: OnceLock<PathBuf> = OnceLock::new();
+    let root = ROOT.get_or_init(|| scratch_dir("real"));
+    let dir = root.join(name);
+    fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
+    // cp, not fs::copy: a descriptor open for writing in this process could
+    // leak into a child another test thread forks meanwhile, and then
+    // executing the copy fails with ETXTBSY.
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let mut c = command("cp");
+    c.arg("--").arg(elf).arg(&tmp);
+    let r = run(c);
+    assert!(
+        r.success(),
+        "cp {} {}: {}",
+        elf.display(),
+        tmp.display(),
+        r.short()
+    );
+    set_mode(&tmp, 0o755);
+    let copy = dir.join(name);
+    fs::rename(&tmp, &copy)
+        .unwrap_or_else(|e| panic!("rename {} to {}: {e}", tmp.display(), copy.display()));
+    copy
+}
+
+/// This process's `PATH` with `dir` first: for a child that looks a program
+/// up by name and must find [`real_copy`]'s copy in `dir`.
+pub fn path_with_first(dir: &Path) -> OsString {
+    let mut dirs = vec![dir.to_path_buf()];
+    if let Some(p) = std::env::var_os("PATH") {
+        dirs.extend(std::env::split_paths(&p));
+    }
+    std::env::join_paths(dirs).unwrap_or_else(|e| panic!("PATH with {}: {e}", dir.display()))
+}
 
 pub fn is_elf(p: &Path) -> bool {
     fs::read(p).is_ok_and(|b| b.starts_with(b"\x7fELF"))
