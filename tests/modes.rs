@@ -1043,6 +1043,8 @@ fn binfmt_misc_in_user_namespace() {
                 "node under binfmt_misc: U = {used}\n{}",
                 i.dump()
             );
+            // Straight from the page cache: no copy under its text.
+            assert_from_page_cache(&i, used, 12);
         }
     }
 

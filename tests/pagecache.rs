@@ -113,33 +113,6 @@ fn sum(ms: &[&Mem], f: impl Fn(&Mem) -> u64) -> u64 {
     ms.iter().map(|m| f(m)).sum()
 }
 
-/// The checks of a program whose text the page cache served: every
-/// reported range is `pagecache` and PMD-mapped from the file, no
-/// anonymous or hugetlb huge page lies under its text, at least `least`
-/// blocks. Returns U.
-fn assert_from_page_cache(i: &Inspection, used: u64, least: u64) {
-    let dump = i.dump();
-    assert!(used >= least, "U = {used} < {least}\n{dump}");
-    for r in i.text_ranges() {
-        assert_eq!(r.line.backend, "pagecache", "{dump}");
-        assert_eq!(r.file_pmd_bytes, r.line.range.len(), "{dump}");
-    }
-    let blocks = i.elf.touched_blocks(i.bias);
-    let under_text = |m: &Map| {
-        m.is_exec()
-            && blocks
-                .iter()
-                .any(|&b| m.span.start < b + HUGE && b < m.span.end)
-    };
-    let anon: u64 = i.maps.iter().filter(|m| under_text(m)).map(|m| m.anon_huge_bytes).sum();
-    let tlb: u64 = i.maps.iter().filter(|m| under_text(m)).map(|m| m.hugetlb_bytes).sum();
-    assert_eq!(anon, 0, "anonymous huge pages under the text\n{dump}");
-    assert_eq!(tlb, 0, "hugetlb pages under the text\n{dump}");
-    let total = i.report.total(&i.stderr());
-    assert_eq!(total.cached, used, "page-cache count of the total line\n{dump}");
-    assert_eq!(total.copies, 0, "copies in the total line\n{dump}");
-}
-
 // ---------------------------------------------------------------------------
 // Real programs
 
