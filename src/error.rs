@@ -60,6 +60,17 @@ impl LoadError {
         }
     }
 
+    /// Whether the kernel may still run a file hugeload refused for this
+    /// reason: a format or layout hugeload does not load itself (32-bit, an
+    /// executable stack, W+X, a layout it finds stricter reasons to
+    /// refuse). Not for a file that is missing or may not be run.
+    pub fn kernel_may_run(self) -> bool {
+        !matches!(
+            self,
+            LoadError::Os(_) | LoadError::CommandNotFound | LoadError::NotElf
+        )
+    }
+
     /// The reason, as the second half of `hugeload: PATH: reason`.
     pub fn message(self) -> &'static str {
         match self {

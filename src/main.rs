@@ -27,6 +27,8 @@ mod host;
 mod huge;
 #[path = "rt/image.rs"]
 mod image;
+#[path = "rt/kernel.rs"]
+mod kernel;
 #[path = "rt/launcher.rs"]
 mod launcher;
 #[path = "rt/libs.rs"]

@@ -27,6 +27,7 @@ pub fn main(boot: &Boot) -> ! {
         rest,
         search_path: false,
         execfd: boot.aux(AT_EXECFD).map(|fd| fd as i32),
+        kernel_fallback: false,
     };
     let host = Host::probe();
     match load::load(boot, &host, &settings, &request) {

@@ -25,6 +25,8 @@ pub fn emit(l: &mut Line) {
 pub struct Failure {
     line: Line,
     status: i32,
+    /// What stopped the load.
+    pub error: LoadError,
 }
 
 impl Failure {
@@ -35,6 +37,7 @@ impl Failure {
         Failure {
             line,
             status: error.exit_status(),
+            error,
         }
     }
 
@@ -50,7 +53,13 @@ impl Failure {
         Failure {
             line,
             status: error.exit_status(),
+            error,
         }
+    }
+
+    /// The reason, as printed.
+    pub fn text(&self) -> &[u8] {
+        &self.line.as_bytes()[b"hugeload: ".len()..]
     }
 
     /// Prints the line and exits with the status.

@@ -44,6 +44,7 @@ pub fn main(boot: &Boot) -> ! {
                 rest: index + 1,
                 search_path: true,
                 execfd: None,
+                kernel_fallback: true,
             };
             let host = Host::probe();
             match load::load(boot, &host, &settings, &request) {

@@ -13,7 +13,7 @@ use super::host::Host;
 use super::huge;
 use super::image::{self, Loaded, Placement};
 use super::sys::{self, CPath, Errno};
-use super::{libs, lock, origin, perfmap, procview, report};
+use super::{kernel, libs, lock, origin, perfmap, procview, report};
 use hugeload::auxv::{self, ProgramFacts};
 use hugeload::elf::{MAX_INTERP, PHDR_SIZE};
 use hugeload::error::LoadError;
@@ -37,6 +37,10 @@ pub struct Request<'a> {
     pub search_path: bool,
     /// An fd already open on the program (binfmt_misc's AT_EXECFD).
     pub execfd: Option<sys::Fd>,
+    /// A program hugeload will not load itself may be handed to the kernel
+    /// (`execve`): the launcher. Not binfmt_misc, where the kernel would
+    /// hand it back.
+    pub kernel_fallback: bool,
 }
 
 /// What the final jump needs.
@@ -67,9 +71,19 @@ pub fn load(
         on: settings.verbose,
     };
     let (execfn, opened) = find_program(boot, request)?;
-    let program = follow_scripts(execfn, opened)?;
-    check_program(&program)?;
-    let interp = open_interp(boot, &program)?;
+    let named = CPath::from_parts(&[execfn.as_bytes()]).unwrap_or_else(CPath::new);
+    let checked = follow_scripts(execfn, opened).and_then(|program| {
+        check_program(&program)?;
+        let interp = open_interp(boot, &program)?;
+        Ok((program, interp))
+    });
+    let (program, interp) = match checked {
+        Ok(checked) => checked,
+        Err(f) if request.kernel_fallback && f.error.kernel_may_run() => {
+            return Err(kernel::hand_over(boot, request, &named, f, &report));
+        }
+        Err(f) => return Err(f),
+    };
     let placement = image::plan_program(&program.elf.image, settings);
 
     // Point of no return: from here on the address space changes.

@@ -473,6 +473,16 @@ pub fn read_file(path: &CPath, buf: &mut [u8]) -> Result<usize> {
     Ok(n)
 }
 
+/// execve(2); returns only on failure.
+///
+/// # Safety
+/// `argv` and `envp` must point at NULL-terminated arrays of pointers to
+/// NUL-terminated strings.
+pub unsafe fn execve(path: &CPath, argv: usize, envp: usize) -> Result<()> {
+    // SAFETY: the caller guarantees the arrays; `path` is NUL-terminated.
+    check(unsafe { syscall!(Sysno::execve, path.ptr(), argv, envp) }).map(|_| ())
+}
+
 /// getdents64(2): directory entries of `dir` into `buf`; 0 at the end.
 pub fn getdents(dir: Fd, buf: &mut [u8]) -> Result<usize> {
     // SAFETY: the kernel writes at most `buf.len()` bytes into `buf`.

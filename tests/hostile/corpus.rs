@@ -167,7 +167,6 @@ fn kernel_verdict(end: End) -> String {
 fn hugeload_verdict(t: &Tried) -> String {
     match &t.verdict {
         Ok(Verdict::Refused(code)) => code.to_string(),
-        Ok(Verdict::Stricter) => "126".to_string(),
         Ok(Verdict::RanLikeKernel) => "run".to_string(),
         Ok(Verdict::BothHung) => "hung".to_string(),
         Err(_) => format!("a violation ({})", t.hl.end),

@@ -81,8 +81,6 @@ fn check_refusal_maps_nothing(path: &Path, args: &[&str], code: i32, dir: &Path)
 #[derive(Default)]
 pub struct Tally {
     refused_126: usize,
-    /// Refused (126) with a validation reason, though the kernel runs it.
-    stricter_126: usize,
     refused_127: usize,
     ran_like_kernel: usize,
     both_hung: usize,
@@ -92,7 +90,6 @@ pub struct Tally {
 impl Tally {
     fn total(&self) -> usize {
         self.refused_126
-            + self.stricter_126
             + self.refused_127
             + self.ran_like_kernel
             + self.both_hung
@@ -100,11 +97,10 @@ impl Tally {
     }
     fn summary(&self) -> String {
         format!(
-            "{} files: refused 126: {}, refused 126 though the kernel runs it: {}, refused \
-             127: {}, ran like the kernel: {}, hung in both: {}, violations: {}",
+            "{} files: refused 126: {}, refused 127: {}, ran like the kernel (by hugeload or \
+             handed to the kernel): {}, hung in both: {}, violations: {}",
             self.total(),
             self.refused_126,
-            self.stricter_126,
             self.refused_127,
             self.ran_like_kernel,
             self.both_hung,
@@ -116,8 +112,6 @@ impl Tally {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verdict {
     Refused(i32),
-    /// Refused with a validation reason a file the kernel runs.
-    Stricter,
     RanLikeKernel,
     BothHung,
 }
@@ -132,27 +126,6 @@ pub fn refusal_reason<'a>(o: &'a Run, path: &str) -> Option<&'a str> {
     }
     let reason = line.strip_prefix(&format!("hugeload: {path}: "))?;
     (!reason.is_empty()).then_some(reason)
-}
-
-/// Whether the file (read leniently, as the kernel would) has a W+X
-/// PT_LOAD or a PT_GNU_STACK with PF_X: the documented cases where hugeload
-/// refuses what the kernel runs.
-fn asks_for_wx(bytes: &[u8]) -> bool {
-    let field = |at: usize, n: usize| le(bytes, at, n);
-    if bytes.get(..4) != Some(b"\x7fELF") {
-        return false;
-    }
-    let (Some(phoff), Some(56), Some(phnum)) = (field(32, 8), field(54, 2), field(56, 2)) else {
-        return false;
-    };
-    (0..phnum).any(|i| {
-        let at = phoff.saturating_add(i * 56) as usize;
-        match (field(at, 4), field(at.saturating_add(4), 4)) {
-            (Some(1), Some(f)) => f & 3 == 3,
-            (Some(0x6474_e551), Some(f)) => f & 1 != 0,
-            _ => false,
-        }
-    })
 }
 
 /// The rules of the issue, for one file: `direct` is the kernel's run,
@@ -179,32 +152,12 @@ fn judge(path: &Path, direct: &Run, hl: &Run) -> Result<Verdict, String> {
                 }
             }
             End::Exit(_) => {
-                // The issue allows a refusal of a malformed file even where
-                // the kernel runs it (hugeload validates more: class, byte
-                // order, version, sorted and in-file segments, sizes), but
-                // only with hugeload's own validation message, never for
-                // the well-formed controls, and a W+X refusal only for a
-                // file that really asks for W+X.
-                let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
-                let control =
-                    name.is_some_and(|n| n.starts_with("good-") || n.starts_with("script-ok"));
-                if control {
-                    return Err(format!("refused a well-formed control ({reason:?})"));
-                }
-                if !reason.contains("cannot execute: ") {
-                    return Err(format!(
-                        "refused a file the kernel runs without a validation reason ({reason:?})"
-                    ));
-                }
-                if reason.contains("hugeload never maps W+X")
-                    && !asks_for_wx(&fs::read(path).unwrap_or_default())
-                {
-                    return Err(format!("W+X refusal of a file without W+X ({reason:?})"));
-                }
-                if code != 126 {
-                    return Err(format!("refused with {code}, expected 126"));
-                }
-                return Ok(Verdict::Stricter);
+                // A file the kernel runs is never refused: what hugeload
+                // will not load itself, it hands to the kernel.
+                return Err(format!(
+                    "refused a file the kernel runs ({reason:?}): it should have been handed \
+                     to the kernel"
+                ));
             }
             End::Signal(_) | End::Hung => {
                 if code != 126 {
@@ -274,7 +227,6 @@ pub fn try_file(path: &Path, scratch: &Path, tally: &mut Tally) -> Tried {
     let verdict = judge(path, &direct, &hl).and_then(|v| {
         let refused = match v {
             Verdict::Refused(code) => Some(code),
-            Verdict::Stricter => Some(126),
             Verdict::RanLikeKernel | Verdict::BothHung => None,
         };
         if let Some(code) = refused {
@@ -291,7 +243,6 @@ pub fn try_file(path: &Path, scratch: &Path, tally: &mut Tally) -> Tried {
     match verdict {
         Ok(Verdict::Refused(126)) => tally.refused_126 += 1,
         Ok(Verdict::Refused(_)) => tally.refused_127 += 1,
-        Ok(Verdict::Stricter) => tally.stricter_126 += 1,
         Ok(Verdict::RanLikeKernel) => tally.ran_like_kernel += 1,
         Ok(Verdict::BothHung) => tally.both_hung += 1,
         Err(_) => tally.violations += 1,
