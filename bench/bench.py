@@ -590,7 +590,7 @@ GOAL_RATIO, GOAL_MS = 1.05, 1.0
 EXIT_PAGES_HEAD = "2 MiB code pages at exit: cache / THP / hugetlb"
 
 
-def goal_lines(stats):
+def goal_lines(stats, times):
     """The issue's goal for node: page-cache start-up within 1.05x of direct and at most 1 ms over it."""
     d = stats.get("direct")
     if not d:
@@ -611,8 +611,11 @@ def goal_lines(stats):
             s += f"; against the direct run of the same primed copy {m / c[0]:.3f}×, {m - c[0]:+.2f} ms"
         parts.append(s)
     head = "met" if all(verdicts) else "not met"
+    spread = iqr(times.get("direct", [])) * 1e3
     return [f"**Goal: page-cache start-up within {GOAL_RATIO:.2f}× of direct and at most {GOAL_MS:g} ms over it "
-            f"(medians): {head}.** " + "; ".join(parts) + ".", ""]
+            f"(medians): {head}.** " + "; ".join(parts) + f". The direct runs' IQR here is {fmt(spread, 2)} ms: "
+            f"a {GOAL_MS:g} ms threshold is well inside this VM's run-to-run spread, so the medians' verdict can "
+            "differ from one run of the suite to the next; the minima are the steadier comparison.", ""]
 
 
 def startup_section():
@@ -678,7 +681,7 @@ def startup_section():
         lines += table(TIMING_HEAD[:1] + [EXIT_PAGES_HEAD] + TIMING_HEAD[1:], rows)
         lines.append("")
         if tag == "node":
-            lines += goal_lines(stats)
+            lines += goal_lines(stats, times)
     return lines, results
 
 
