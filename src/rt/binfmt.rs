@@ -29,7 +29,7 @@ pub fn main(boot: &Boot) -> ! {
         execfd: boot.aux(AT_EXECFD).map(|fd| fd as i32),
         kernel_fallback: false,
     };
-    let host = Host::probe();
+    let host = Host::probe(settings.backend);
     match load::load(boot, &host, &settings, &request) {
         Ok(handoff) => handoff.enter(),
         Err(failure) => failure.exit(),

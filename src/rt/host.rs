@@ -2,6 +2,7 @@
 //! probed once before the load and passed down.
 
 use super::sys;
+use hugeload::options::Backend;
 
 /// See the module comment.
 #[derive(Clone, Copy, Debug)]
@@ -17,12 +18,15 @@ pub struct Host {
 }
 
 impl Host {
-    pub fn probe() -> Host {
+    /// The facts a load with `backend` needs (with huge pages off, only
+    /// randomization matters: the rest are left false, unread).
+    pub fn probe(backend: Backend) -> Host {
         const ADDR_NO_RANDOMIZE: u32 = 0x0040000;
+        let huge = backend != Backend::Off;
         Host {
-            thp_disabled: sys::thp_disabled(),
-            traced: is_traced(),
-            mdwe: sys::mdwe_refuses_exec_gain(),
+            thp_disabled: huge && sys::thp_disabled(),
+            traced: huge && is_traced(),
+            mdwe: huge && sys::mdwe_refuses_exec_gain(),
             randomizes: sys::personality() & ADDR_NO_RANDOMIZE == 0,
         }
     }

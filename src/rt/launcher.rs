@@ -46,7 +46,7 @@ pub fn main(boot: &Boot) -> ! {
                 execfd: None,
                 kernel_fallback: true,
             };
-            let host = Host::probe();
+            let host = Host::probe(settings.backend);
             match load::load(boot, &host, &settings, &request) {
                 Ok(handoff) => handoff.enter(),
                 Err(failure) => failure.exit(),

@@ -144,9 +144,8 @@ pub fn prime_startup_libraries(
     };
     let soname = interp.rsplit(|&b| b == b'/').next();
     let _ = closure.add_interp(interp, soname);
-    let Ok(mut room) = sys::Scratch::new(prime::SMAPS_ROOM) else {
-        return;
-    };
+    // Room for smaps, made when a library has 2 MiB of code to prime.
+    let mut room: Option<sys::Scratch> = None;
     let mut buf = [0u8; libsearch::PATH_MAX];
     while let Some(job) = closure.next_job() {
         let mut opened: Option<(OpenFile, Image)> = None;
@@ -171,7 +170,15 @@ pub fn prime_startup_libraries(
         let d = Dynamic::read(&file, &lib);
         let is_new = closure.found(job, found_path.as_bytes(), &d.info(), &env);
         if is_new == Ok(true) {
-            let r = prime::prime_file(&file, &lib, false, room.bytes_mut());
+            let mut any = false;
+            hugeload::plan::text_file_blocks(&lib, |_| any = true);
+            if any && room.is_none() {
+                room = sys::Scratch::new(prime::SMAPS_ROOM).ok();
+            }
+            let r = match room.as_mut() {
+                Some(room) if any => prime::prime_file(&file, &lib, false, room.bytes_mut()),
+                _ => FileReport::default(),
+            };
             say_library(report, found_path.as_bytes(), &r);
         }
         file.close();

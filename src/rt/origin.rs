@@ -29,10 +29,6 @@ pub fn expand_in_memory(file: &OpenFile, image: &Image, bias: u64, report: &Repo
     if !writable {
         return;
     }
-    let mut dir_buf = [0u8; 4096];
-    let Some(path) = file::canonical_path(file, &mut dir_buf) else { return };
-    let dir_len = path.iter().rposition(|&b| b == b'/').unwrap_or(0).max(1);
-    let dir = &dir_buf[..dir_len];
     let entries = (bias + addr) as *mut u64;
     let count = dynamic.len as usize / DYN_SIZE;
     // SAFETY (reads and writes of the entries): `[bias + addr, + len)` is
@@ -44,6 +40,17 @@ pub fn expand_in_memory(file: &OpenFile, image: &Image, bias: u64, report: &Repo
         return;
     };
     let strings = bias.wrapping_add(strtab);
+    let uses_origin = (0..end)
+        .filter(|&i| matches!(entry(i).0, DT_RPATH | DT_RUNPATH))
+        .filter_map(|i| read_string(image, bias, strtab, entry(i).1))
+        .any(|list| libsearch::expand_origin(list, b"/", &mut [0u8; 4096]).is_some());
+    if !uses_origin {
+        return;
+    }
+    let mut dir_buf = [0u8; 4096];
+    let Some(path) = file::canonical_path(file, &mut dir_buf) else { return };
+    let dir_len = path.iter().rposition(|&b| b == b'/').unwrap_or(0).max(1);
+    let dir = &dir_buf[..dir_len];
     let mut page: Option<(usize, usize)> = None;
     for i in (0..end).filter(|&i| matches!(entry(i).0, DT_RPATH | DT_RUNPATH)) {
         let Some(list) = read_string(image, bias, strtab, entry(i).1) else { continue };

@@ -52,6 +52,9 @@ const SMALL_FOLIOS: Cause = refused(
 /// otherwise each keep the others from dropping its small folios; with
 /// the lock, the first primes and the others find 2 MiB folios.
 pub fn place(t: &Target, huge: &[Range], host: &Host) -> Runs {
+    if huge.is_empty() {
+        return Runs::new();
+    }
     let locked = sys::lock_exclusive(t.file.fd).is_ok();
     let runs = place_locked(t, huge, host);
     if locked {

@@ -25,7 +25,7 @@ use linux_raw_sys::auxvec::{AT_BASE, AT_ENTRY, AT_EXECFN, AT_PHDR, AT_PHNUM};
 
 pub fn main(boot: &mut Boot) -> ! {
     let settings = boot.settings();
-    let host = Host::probe();
+    let host = Host::probe(settings.backend);
     match run(boot, &settings, &host) {
         Ok(handoff) => handoff.enter(),
         Err(failure) => failure.exit(),
