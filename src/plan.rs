@@ -490,8 +490,51 @@ pub struct FileBlock {
     pub congruent: bool,
 }
 
+/// The 2 MiB file blocks of code that priming reads into 2 MiB folios, in
+/// file order. A program (it has an entry point, or an interpreter): the
+/// blocks hugeload's conservative plan puts on huge pages where it places
+/// the program (a PIE congruently, see [`congruent_phase`]), each mapped
+/// by one 2 MiB of the file. A library: the blocks wholly inside an
+/// executable segment's file bytes, where ld.so maps them (a 2 MiB-aligned
+/// base); `congruent` says whether they are congruent there.
+pub fn prime_blocks(image: &Image, file_size: u64, mut f: impl FnMut(FileBlock)) {
+    let is_program = !image.is_dyn() || image.interp.is_some();
+    if !is_program {
+        return text_file_blocks(image, f);
+    }
+    let bias = if image.is_dyn() {
+        congruent_phase(image).unwrap_or(0) + 4 * HUGE
+    } else {
+        0
+    };
+    let window = if image.is_dyn() {
+        Range::ALL
+    } else {
+        Range::new(image.lo(), image.hi())
+    };
+    let planned = plan(image, bias, Strategy::Conservative, window);
+    for r in &planned.huge {
+        let mut start = r.start;
+        while start < r.end {
+            let block = Range::new(start, start + HUGE);
+            match cache_offset(image, bias, block, file_size) {
+                Ok(offset) => f(FileBlock {
+                    offset,
+                    congruent: true,
+                }),
+                Err(CacheRefusal::NotCongruent) => f(FileBlock {
+                    offset: 0,
+                    congruent: false,
+                }),
+                Err(_) => {}
+            }
+            start += HUGE;
+        }
+    }
+}
+
 /// The 2 MiB file blocks that lie wholly inside an executable segment's
-/// file bytes, in file order: what priming reads into 2 MiB folios.
+/// file bytes, in file order.
 pub fn text_file_blocks(image: &Image, mut f: impl FnMut(FileBlock)) {
     for s in image.loads.iter().filter(|s| s.is_exec()) {
         let congruent = (s.vaddr % HUGE) == (s.offset % HUGE);
@@ -1006,6 +1049,31 @@ mod tests {
             },
         ];
         assert_eq!(blocks, want);
+    }
+
+    #[test]
+    fn a_programs_prime_blocks_are_its_planned_blocks() {
+        // A fixed-address program (node's layout) whose big text segment
+        // ends in a block it shares only with the gap before a second,
+        // tiny executable segment: the plan takes that block (code and a
+        // gap between code), and so does priming; a library's rule (wholly
+        // inside one segment's file bytes) would not.
+        let at = |vaddr: u64, memsz: u64, flags: u32| Load {
+            offset: vaddr - 0x40_0000,
+            ..load(vaddr, memsz, flags)
+        };
+        let img = image(
+            ET_EXEC,
+            0x40_1000,
+            &[at(0x40_0000, 0x1000, R), at(0x40_1000, 0x7f_e000, RX), at(0xc0_0000, 0x100, RX)],
+        );
+        let mut blocks = std::vec::Vec::new();
+        prime_blocks(&img, 16 * M, |b| blocks.push(b));
+        let offsets: std::vec::Vec<u64> = blocks.iter().map(|b| b.offset).collect();
+        assert_eq!(offsets, [HUGE, 2 * HUGE, 3 * HUGE]);
+        let mut inside = 0;
+        text_file_blocks(&img, |_| inside += 1);
+        assert_eq!(inside, 2);
     }
 
     #[test]

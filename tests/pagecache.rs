@@ -595,7 +595,29 @@ fn prime_reports_each_failure_and_primes_the_rest() {
     let text = dir.join("text");
     fs::write(&text, "hello\n").unwrap();
 
+    // --check reads no code: on a copy whose cache was dropped, its blocks
+    // are "not cached" and stay so (fincore counts resident bytes).
+    let python = or_skip!(need_tool("python3"));
+    let mut drop = Command::new(&python);
+    drop.arg("-c")
+        .arg("import os,sys; fd=os.open(sys.argv[1],os.O_RDONLY); os.fsync(fd); os.posix_fadvise(fd,0,0,os.POSIX_FADV_DONTNEED)")
+        .arg(&elf);
+    assert!(run(drop).success());
+    let resident = || {
+        let mut c = Command::new("fincore");
+        c.args(["--bytes", "--noheadings", "--output", "RES"]).arg(&elf);
+        run(c).stdout_str().trim().parse::<u64>().unwrap_or(u64::MAX)
+    };
+    let before = resident();
+    let r = run(hl(&["--prime", "--check", "--json"], &elf, &[] as &[&str]));
+    assert_eq!(r.code("--prime --check"), 0, "{}", r.stderr_str());
+    assert!(!r.stdout_str().contains("\"not_cached\":0"), "{}", r.stdout_str());
+    // It reads the ELF headers, nothing of the code.
+    let after = resident();
+    assert!(after < before + 256 * 1024, "--check read the file: {before} -> {after} bytes cached");
+
     // --check on a fresh copy: cached small, nothing dropped.
+    let elf = fresh_copy(&prog, &tree.join("sub"), "view");
     for _ in 0..2 {
         let r = run(hl(&["--prime", "--check", "--json"], &elf, &[] as &[&str]));
         assert_eq!(r.code("--prime --check"), 0, "{}", r.stderr_str());
@@ -604,7 +626,6 @@ fn prime_reports_each_failure_and_primes_the_rest() {
 
     let held = dir.join("held");
     fs::copy(&prog, &held).unwrap();
-    let python = or_skip!(need_tool("python3"));
     let mut writer = Command::new(python);
     writer
         .arg("-c")

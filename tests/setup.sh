@@ -37,7 +37,7 @@ done
 # Compilers and the real programs the tests run, when the image lacks them.
 declare -A tool_package=(
     [gcc]=gcc [g++]=g++ [git]=git [python3]=python3 [node]=nodejs
-    [readelf]=binutils [kill]=procps [java]=openjdk-17-jre-headless [setpriv]=util-linux
+    [readelf]=binutils [kill]=procps [java]=openjdk-17-jre-headless [setpriv]=util-linux [fincore]=util-linux
 )
 for tool in "${!tool_package[@]}"; do
     if ! command -v "$tool" >/dev/null 2>&1; then

@@ -171,7 +171,7 @@ pub fn prime_startup_libraries(
         let is_new = closure.found(job, found_path.as_bytes(), &d.info(), &env);
         if is_new == Ok(true) {
             let mut any = false;
-            hugeload::plan::text_file_blocks(&lib, |_| any = true);
+            hugeload::plan::prime_blocks(&lib, file.size, |_| any = true);
             if any && room.is_none() {
                 room = sys::Scratch::new(prime::SMAPS_ROOM).ok();
             }

@@ -39,6 +39,9 @@ pub struct Primed {
     pub before: u64,
     /// In a 2 MiB folio now.
     pub now: u64,
+    /// Not in the cache at all (only asked in check mode, which reads
+    /// nothing: such a block is left alone).
+    pub uncached: u64,
 }
 
 /// Advises `range` (a file mapping) for huge pages and faults it in
@@ -135,10 +138,23 @@ pub fn prime_blocks(fd: Fd, offsets: &[Option<u64>], drop_small: bool, room: &mu
             }
         })
     };
+    let mut uncached = 0u64;
     for (i, offset) in offsets.iter().take(n).enumerate() {
-        if let Some(offset) = offset {
-            map_probe(i, *offset);
+        let Some(offset) = *offset else { continue };
+        if !drop_small {
+            // Checking reads nothing: a block not wholly in the cache is
+            // not faulted in (a 2 MiB folio is all or nothing, so one not
+            // wholly cached is small, or not cached).
+            match residency(fd, offset, probe(i)) {
+                Residency::All => {}
+                Residency::None => {
+                    uncached |= 1 << i;
+                    continue;
+                }
+                Residency::Part => continue,
+            }
         }
+        map_probe(i, offset);
     }
     let before = huge_now(room);
     let mut now = before;
@@ -161,7 +177,55 @@ pub fn prime_blocks(fd: Fd, offsets: &[Option<u64>], drop_small: bool, room: &mu
     }
     // SAFETY: the whole area is ours and nothing else uses it.
     let _ = unsafe { sys::munmap(raw, area_len as usize) };
-    Primed { before, now }
+    Primed {
+        before,
+        now,
+        uncached,
+    }
+}
+
+enum Residency {
+    All,
+    Part,
+    None,
+}
+
+/// How much of the file's 2 MiB at `offset` is in the page cache, asked
+/// through a mapping at `at` that is never faulted (mincore).
+fn residency(fd: Fd, offset: u64, at: Range) -> Residency {
+    // SAFETY: `at` lies in the caller's reserved area.
+    let mapped = unsafe {
+        sys::mmap(
+            at.start as usize,
+            HUGE as usize,
+            PROT_READ,
+            MAP_PRIVATE | MAP_FIXED,
+            fd,
+            offset,
+        )
+    };
+    if mapped.is_err() {
+        return Residency::Part;
+    }
+    let mut vec = [0u8; (HUGE / 4096) as usize];
+    let r = sys::mincore(at.start as usize, HUGE as usize, &mut vec);
+    // SAFETY: the probe is ours; back to an inaccessible reservation.
+    let _ = unsafe {
+        sys::mmap(
+            at.start as usize,
+            HUGE as usize,
+            PROT_NONE,
+            MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
+            -1,
+            0,
+        )
+    };
+    let resident = vec.iter().filter(|&&b| b & 1 != 0).count();
+    match (r, resident) {
+        (Ok(()), n) if n == vec.len() => Residency::All,
+        (Ok(()), 0) => Residency::None,
+        _ => Residency::Part,
+    }
 }
 
 /// What priming did to one file.
@@ -176,6 +240,8 @@ pub struct FileReport {
     /// Still small (mapped small by a process, or a filesystem without
     /// large folios).
     pub small: u64,
+    /// Not in the cache (`--check` only: it reads nothing).
+    pub uncached: u64,
     /// Blocks whose addresses are not congruent with their offsets, in a
     /// library or fixed-address program: ld.so and direct runs map them on
     /// 4 KiB pages whatever the cache, so they are left alone (a PIE's are
@@ -217,13 +283,13 @@ fn prime_file_locked(
         let mask = if n == 64 { u64::MAX } else { (1u64 << n) - 1 };
         report.already += (p.before & mask).count_ones() as u64;
         report.primed += (p.now & !p.before & mask).count_ones() as u64;
-        report.small += (!p.now & mask).count_ones() as u64;
+        report.uncached += (p.uncached & mask).count_ones() as u64;
+        report.small += (!p.now & !p.uncached & mask).count_ones() as u64;
         batch.clear();
     };
-    let placed_by_hugeload = image.is_dyn() && image.interp.is_some();
-    plan::text_file_blocks(image, |b| {
+    plan::prime_blocks(image, file.size, |b| {
         report.blocks += 1;
-        if !b.congruent && !placed_by_hugeload {
+        if !b.congruent {
             report.not_congruent += 1;
             return;
         }
@@ -418,6 +484,9 @@ impl Run<'_> {
                 l.dec(r.primed).str(" primed, ");
             }
             l.dec(r.small).str(" small");
+            if self.check_only {
+                l.str(", ").dec(r.uncached).str(" not cached");
+            }
             if r.small > 0 {
                 l.str(if self.check_only {
                     " (--check drops nothing)"

@@ -538,6 +538,17 @@ pub fn open_for_writing(fd: Fd) -> Option<bool> {
     }
 }
 
+/// mincore(2): a byte per page of `[addr, addr + len)`, bit 0 set when
+/// the page is resident. Faults nothing in.
+pub fn mincore(addr: usize, len: usize, vec: &mut [u8]) -> Result<()> {
+    if vec.len() < len.div_ceil(4096) {
+        return Err(Errno::EINVAL);
+    }
+    // SAFETY: the kernel writes one byte per page into `vec`, which holds
+    // that many.
+    check(unsafe { syscall!(Sysno::mincore, addr, len, vec.as_mut_ptr()) }).map(|_| ())
+}
+
 /// flock(2) with LOCK_EX: waits for an exclusive advisory lock on the
 /// open file (a read-only descriptor is enough).
 pub fn lock_exclusive(fd: Fd) -> Result<()> {
