@@ -157,16 +157,7 @@ pub fn take_over(old: Range, new: Range) -> Result<(), LoadError> {
     }
     // SAFETY: `old` is the kernel's mapping of the image, which nothing has
     // run from or read yet; it becomes an inaccessible reservation.
-    unsafe {
-        sys::mmap(
-            old.start as usize,
-            old.len() as usize,
-            PROT_NONE,
-            MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
-            -1,
-            0,
-        )
-    }?;
+    unsafe { make_inaccessible(old) }?;
     for part in [
         Range::new(old.start, new.start.min(old.end)),
         Range::new(new.end.max(old.start), old.end),
@@ -234,13 +225,14 @@ fn map_one(file: &OpenFile, m: &Mapping) -> Result<(), LoadError> {
     r.map(|_| ()).map_err(LoadError::from)
 }
 
-/// Puts `range` of an image back as the kernel would have it, after a step
-/// that may have replaced it failed: first an inaccessible reservation
-/// over all of it (the gaps between segments stay unusable, never
-/// writable), then the segments' ordinary mappings.
-pub fn restore(file: &OpenFile, image: &Image, bias: u64, range: Range) -> Result<(), LoadError> {
-    // SAFETY: the range belongs to this image (reservation or the kernel's
-    // mapping of it), and nothing runs from it yet.
+/// Replaces whatever `range` holds with an inaccessible anonymous mapping:
+/// the range stays reserved (no hole), and no page of a file stays mapped
+/// there.
+///
+/// # Safety
+/// The range must be the caller's, and nothing may run from or use it.
+pub unsafe fn make_inaccessible(range: Range) -> Result<(), Errno> {
+    // SAFETY: the caller owns the range.
     unsafe {
         sys::mmap(
             range.start as usize,
@@ -250,6 +242,37 @@ pub fn restore(file: &OpenFile, image: &Image, bias: u64, range: Range) -> Resul
             -1,
             0,
         )
-    }?;
+    }
+    .map(|_| ())
+}
+
+/// Maps `len` bytes of file `fd` at `offset`, read-only and private, at
+/// `at` (a probe: nothing runs from it).
+///
+/// # Safety
+/// `[at, at + len)` must be the caller's and unused.
+pub unsafe fn map_file_at(at: u64, len: u64, fd: sys::Fd, offset: u64) -> Result<(), Errno> {
+    // SAFETY: the caller owns the range.
+    unsafe {
+        sys::mmap(
+            at as usize,
+            len as usize,
+            PROT_READ,
+            MAP_PRIVATE | MAP_FIXED,
+            fd,
+            offset,
+        )
+    }
+    .map(|_| ())
+}
+
+/// Puts `range` of an image back as the kernel would have it, after a step
+/// that may have replaced it failed: first an inaccessible reservation
+/// over all of it (the gaps between segments stay unusable, never
+/// writable), then the segments' ordinary mappings.
+pub fn restore(file: &OpenFile, image: &Image, bias: u64, range: Range) -> Result<(), LoadError> {
+    // SAFETY: the range belongs to this image (reservation or the kernel's
+    // mapping of it), and nothing runs from it yet.
+    unsafe { make_inaccessible(range) }?;
     map_ordinary(file, image, bias, range, &[])
 }

@@ -17,6 +17,7 @@
 use super::boot::Boot;
 use super::diag;
 use super::file::OpenFile;
+use super::map;
 use super::out::Out;
 use super::sys::{self, Advice, CPath, Errno, Fd};
 use hugeload::elf;
@@ -24,7 +25,7 @@ use hugeload::error::LoadError;
 use hugeload::fmt::Line;
 use hugeload::plan::{self, HUGE, Range};
 use hugeload::smaps;
-use linux_raw_sys::general::{MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, PROT_NONE, PROT_READ};
+use linux_raw_sys::general::{MAP_ANONYMOUS, MAP_PRIVATE, PROT_NONE};
 
 /// How many blocks are probed at a time (each probe is its own mapping in
 /// smaps, and a bit in a `u64`).
@@ -101,32 +102,13 @@ pub fn prime_blocks(fd: Fd, offsets: &[Option<u64>], drop_small: bool, room: &mu
     let map_probe = |i: usize, offset: u64| {
         let p = probe(i);
         // SAFETY: the probe lies in the area reserved just above.
-        let mapped = unsafe {
-            sys::mmap(
-                p.start as usize,
-                HUGE as usize,
-                PROT_READ,
-                MAP_PRIVATE | MAP_FIXED,
-                fd,
-                offset,
-            )
-        };
+        let mapped = unsafe { map::map_file_at(p.start, HUGE, fd, offset) };
         let _ = mapped.is_ok() && populate(p).is_ok();
     };
     let unmap_probe = |i: usize| {
-        let p = probe(i);
-        // SAFETY: the probe lies in our area; an inaccessible mapping
-        // replaces the file mapping, so this process maps none of its pages.
-        let _ = unsafe {
-            sys::mmap(
-                p.start as usize,
-                HUGE as usize,
-                PROT_NONE,
-                MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
-                -1,
-                0,
-            )
-        };
+        // SAFETY: the probe lies in our area; after this, this process maps
+        // none of the file's pages there.
+        let _ = unsafe { map::make_inaccessible(probe(i)) };
     };
     let huge_now = |room: &mut [u8]| {
         let text = read_own_smaps(room);
@@ -194,32 +176,13 @@ enum Residency {
 /// through a mapping at `at` that is never faulted (mincore).
 fn residency(fd: Fd, offset: u64, at: Range) -> Residency {
     // SAFETY: `at` lies in the caller's reserved area.
-    let mapped = unsafe {
-        sys::mmap(
-            at.start as usize,
-            HUGE as usize,
-            PROT_READ,
-            MAP_PRIVATE | MAP_FIXED,
-            fd,
-            offset,
-        )
-    };
-    if mapped.is_err() {
+    if unsafe { map::map_file_at(at.start, HUGE, fd, offset) }.is_err() {
         return Residency::Part;
     }
     let mut vec = [0u8; (HUGE / 4096) as usize];
     let r = sys::mincore(at.start as usize, HUGE as usize, &mut vec);
     // SAFETY: the probe is ours; back to an inaccessible reservation.
-    let _ = unsafe {
-        sys::mmap(
-            at.start as usize,
-            HUGE as usize,
-            PROT_NONE,
-            MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
-            -1,
-            0,
-        )
-    };
+    let _ = unsafe { map::make_inaccessible(at) };
     let resident = vec.iter().filter(|&&b| b & 1 != 0).count();
     match (r, resident) {
         (Ok(()), n) if n == vec.len() => Residency::All,
