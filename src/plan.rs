@@ -1065,7 +1065,11 @@ mod tests {
         let img = image(
             ET_EXEC,
             0x40_1000,
-            &[at(0x40_0000, 0x1000, R), at(0x40_1000, 0x7f_e000, RX), at(0xc0_0000, 0x100, RX)],
+            &[
+                at(0x40_0000, 0x1000, R),
+                at(0x40_1000, 0x7f_e000, RX),
+                at(0xc0_0000, 0x100, RX),
+            ],
         );
         let mut blocks = std::vec::Vec::new();
         prime_blocks(&img, 16 * M, |b| blocks.push(b));

@@ -704,7 +704,10 @@ fn auto_backend_takes_the_page_cache_first_then_hugetlb() {
     let dump = i.dump();
     assert_eq!(i.run.code(&i.what), 7, "{dump}");
     let used = check_huge(&i, "conservative");
-    assert!(used >= 1, "no huge page (free hugetlb pages before: {free})\n{dump}");
+    assert!(
+        used >= 1,
+        "no huge page (free hugetlb pages before: {free})\n{dump}"
+    );
     assert_eq!(
         i.text_hugetlb_bytes,
         used * HUGE,
@@ -714,8 +717,9 @@ fn auto_backend_takes_the_page_cache_first_then_hugetlb() {
         assert_eq!(r.line.backend, "hugetlb", "{dump}");
     }
     assert!(
-        i.stderr()
-            .contains("hugetlb (not from the page cache: disabled for this process (PR_SET_THP_DISABLE))"),
+        i.stderr().contains(
+            "hugetlb (not from the page cache: disabled for this process (PR_SET_THP_DISABLE))"
+        ),
         "the copy does not say why the page cache did not serve\n{dump}"
     );
 }

@@ -137,7 +137,11 @@ fn node_text_comes_from_the_page_cache() {
     cmd.args(wait).env("HUGELOAD_VERBOSE", "1");
     let i = inspect(cmd, &patched, Ready::StdinRead);
     assert_eq!(i.run.code(&i.what), 0, "{}", i.dump());
-    assert!(i.stderr().contains("(hugeload as PT_INTERP)"), "{}", i.dump());
+    assert!(
+        i.stderr().contains("(hugeload as PT_INTERP)"),
+        "{}",
+        i.dump()
+    );
     let used = check_huge_placed(&i, "conservative", Placed::ByKernel);
     assert_from_page_cache(&i, used, 12);
 }
@@ -185,7 +189,13 @@ fn ten_nodes_share_one_copy_of_their_text() {
     let dir = scratch_dir("pc-ten");
     let node = or_skip!(node_copy(&dir));
     let mut children: Vec<Running> = (0..10)
-        .map(|_| Running::start(hl(&[] as &[&str], &node, &["-e", "require('fs').readFileSync(0)"])))
+        .map(|_| {
+            Running::start(hl(
+                &[] as &[&str],
+                &node,
+                &["-e", "require('fs').readFileSync(0)"],
+            ))
+        })
         .collect();
     let deadline = Instant::now() + TIMEOUT;
     for c in children.iter_mut() {
@@ -206,9 +216,20 @@ fn ten_nodes_share_one_copy_of_their_text() {
         let code = code_of(&maps, &node);
         let huge: Vec<&Mem> = code.iter().copied().filter(|m| m.file_pmd > 0).collect();
         let what = format!("node {}: {:#?}", c.pid(), code);
-        assert!(sum(&huge, |m| m.file_pmd) >= 12 * HUGE, "fewer than 12 blocks: {what}");
-        assert_eq!(sum(&code, |m| m.anonymous + m.anon_huge + m.hugetlb), 0, "{what}");
-        assert_eq!(sum(&huge, |m| m.private_clean + m.private_dirty), 0, "{what}");
+        assert!(
+            sum(&huge, |m| m.file_pmd) >= 12 * HUGE,
+            "fewer than 12 blocks: {what}"
+        );
+        assert_eq!(
+            sum(&code, |m| m.anonymous + m.anon_huge + m.hugetlb),
+            0,
+            "{what}"
+        );
+        assert_eq!(
+            sum(&huge, |m| m.private_clean + m.private_dirty),
+            0,
+            "{what}"
+        );
         pss_huge += sum(&huge, |m| m.pss);
         one_copy = one_copy.max(sum(&huge, |m| m.file_pmd));
     }
@@ -263,10 +284,13 @@ fn rustc_library_comes_from_the_page_cache() {
         .find(|l| l.starts_with("hugeload: library ") && l.contains("librustc_driver"))
         .unwrap_or_else(|| panic!("no report of librustc_driver\n{}", i.dump()));
     assert!(line.contains(" 0 small"), "{line}");
-    let code = code_of(&i.maps.iter().map(map_mem).collect::<Vec<_>>(), &canonical(&driver))
-        .into_iter()
-        .map(|m| m.file_pmd)
-        .sum::<u64>();
+    let code = code_of(
+        &i.maps.iter().map(map_mem).collect::<Vec<_>>(),
+        &canonical(&driver),
+    )
+    .into_iter()
+    .map(|m| m.file_pmd)
+    .sum::<u64>();
     assert!(
         code >= 2 * HUGE,
         "librustc_driver: {code} bytes FilePmdMapped\n{}",
@@ -290,7 +314,11 @@ fn map_mem(m: &Map) -> Mem {
 /// path.
 fn jdk_mirror(dir: &Path) -> Result<PathBuf, Skip> {
     let java = canonical(&need_tool("java")?);
-    let home = java.parent().and_then(|b| b.parent()).unwrap().to_path_buf();
+    let home = java
+        .parent()
+        .and_then(|b| b.parent())
+        .unwrap()
+        .to_path_buf();
     let libjvm = home.join("lib/server/libjvm.so");
     if !libjvm.exists() {
         return Err(Skip(format!("no {}", libjvm.display())));
@@ -301,7 +329,11 @@ fn jdk_mirror(dir: &Path) -> Result<PathBuf, Skip> {
         fs::create_dir_all(to).unwrap();
         for e in fs::read_dir(from).unwrap().flatten() {
             let (src, dst) = (e.path(), to.join(e.file_name()));
-            let rel = src.strip_prefix(home).unwrap().to_string_lossy().into_owned();
+            let rel = src
+                .strip_prefix(home)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
             let ft = e.file_type().unwrap();
             if ft.is_dir() {
                 walk(&src, &dst, copied, home);
@@ -312,7 +344,12 @@ fn jdk_mirror(dir: &Path) -> Result<PathBuf, Skip> {
             }
         }
     }
-    walk(&home, &mirror, &["bin/java", "lib/libjli.so", "lib/server/libjvm.so"], &home);
+    walk(
+        &home,
+        &mirror,
+        &["bin/java", "lib/libjli.so", "lib/server/libjvm.so"],
+        &home,
+    );
     Ok(mirror)
 }
 
@@ -382,10 +419,16 @@ fn primed_program_runs_directly_on_2m_pages() {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    let code = code_of(&smaps_mem(child.pid()), &node).into_iter().map(|m| m.file_pmd).sum::<u64>();
+    let code = code_of(&smaps_mem(child.pid()), &node)
+        .into_iter()
+        .map(|m| m.file_pmd)
+        .sum::<u64>();
     child.close_stdin();
     child.finish();
-    assert!(code >= 8 * HUGE, "a direct run of a primed node: {code} bytes FilePmdMapped");
+    assert!(
+        code >= 8 * HUGE,
+        "a direct run of a primed node: {code} bytes FilePmdMapped"
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -486,7 +529,10 @@ fn xfs_image_is_served_by_the_page_cache() {
     let stderr = r.stderr_str();
     assert_eq!(r.code("view sum on XFS"), 0, "{stderr}");
     assert!(!report.huge.is_empty(), "{stderr}");
-    assert!(report.huge.iter().all(|h| h.backend == "pagecache"), "{stderr}");
+    assert!(
+        report.huge.iter().all(|h| h.backend == "pagecache"),
+        "{stderr}"
+    );
 }
 
 /// btrfs gives no 2 MiB folios here: copies, with the reason.
@@ -499,13 +545,22 @@ fn btrfs_image_gets_copies() {
     let stderr = r.stderr_str();
     assert_eq!(r.code("view sum on btrfs"), 0, "{stderr}");
     assert!(!report.huge.is_empty(), "{stderr}");
-    assert!(report.huge.iter().all(|h| h.backend != "pagecache"), "{stderr}");
-    assert!(stderr.contains("not from the page cache: the page cache holds it in small folios"), "{stderr}");
+    assert!(
+        report.huge.iter().all(|h| h.backend != "pagecache"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("not from the page cache: the page cache holds it in small folios"),
+        "{stderr}"
+    );
     // Only the page cache asked for: 4 KiB pages, the reason, same result.
     let (r, report) = verbose_run(&["-b", "pagecache"], &copy, &["sum"]);
     assert_eq!(r.code("view sum -b pagecache on btrfs"), 0);
     assert!(report.huge.is_empty(), "{}", r.stderr_str());
-    assert!(r.stderr_str().contains("pagecache: the page cache holds it in small folios"));
+    assert!(
+        r.stderr_str()
+            .contains("pagecache: the page cache holds it in small folios")
+    );
 }
 
 /// A process with THP disabled (PR_SET_THP_DISABLE) gets no page-cache
@@ -515,12 +570,22 @@ fn thp_disabled_process_gets_no_page_cache() {
     let wrapper = or_skip!(fixture("thp_off"));
     let prog = or_skip!(fixture("view-16"));
     let mut cmd = command(&wrapper);
-    cmd.arg(hugeload()).args(["-v", "-b", "pagecache"]).arg(&prog).arg("sum");
+    cmd.arg(hugeload())
+        .args(["-v", "-b", "pagecache"])
+        .arg(&prog)
+        .arg("sum");
     let r = run(cmd);
     let stderr = r.stderr_str();
-    assert_eq!(r.code("thp_off hugeload -b pagecache view sum"), 0, "{stderr}");
+    assert_eq!(
+        r.code("thp_off hugeload -b pagecache view sum"),
+        0,
+        "{stderr}"
+    );
     assert!(parse_report(&stderr).huge.is_empty(), "{stderr}");
-    assert!(stderr.contains("pagecache: disabled for this process (PR_SET_THP_DISABLE)"), "{stderr}");
+    assert!(
+        stderr.contains("pagecache: disabled for this process (PR_SET_THP_DISABLE)"),
+        "{stderr}"
+    );
     let mut direct = command(&prog);
     direct.arg("sum");
     assert_eq!(run(direct).stdout_str(), r.stdout_str());
@@ -536,7 +601,11 @@ fn seccomp_refusing_advice_leaves_the_copies() {
     let _pool = pool_shared();
     or_skip!(ensure_hugetlb_pool(16));
     let mut cmd = command(&wrap);
-    cmd.args(["seccomp-advice", "--"]).arg(hugeload()).arg("-v").arg(&prog).arg("sum");
+    cmd.args(["seccomp-advice", "--"])
+        .arg(hugeload())
+        .arg("-v")
+        .arg(&prog)
+        .arg("sum");
     let r = run(cmd);
     let stderr = r.stderr_str();
     assert_eq!(r.code("seccomp-advice hugeload view sum"), 0, "{stderr}");
@@ -552,7 +621,10 @@ fn seccomp_refusing_advice_leaves_the_copies() {
             || report.huge.is_empty(),
         "{stderr}"
     );
-    assert!(!report.huge.is_empty() || !report.fallback.is_empty(), "{stderr}");
+    assert!(
+        !report.huge.is_empty() || !report.fallback.is_empty(),
+        "{stderr}"
+    );
 }
 
 /// What reclaim takes from under a running program comes back in 2 MiB
@@ -575,7 +647,10 @@ fn reclaimed_text_comes_back_on_2m_pages() {
         .collect();
     assert!(n[0] >= 4096, "before: {out}");
     assert!(n[1] < n[0], "MADV_PAGEOUT took nothing: {out}");
-    assert_eq!(n[2], n[0], "the text did not come back on 2 MiB pages: {out}");
+    assert_eq!(
+        n[2], n[0],
+        "the text did not come back on 2 MiB pages: {out}"
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -605,23 +680,39 @@ fn prime_reports_each_failure_and_primes_the_rest() {
     assert!(run(drop).success());
     let resident = || {
         let mut c = Command::new("fincore");
-        c.args(["--bytes", "--noheadings", "--output", "RES"]).arg(&elf);
-        run(c).stdout_str().trim().parse::<u64>().unwrap_or(u64::MAX)
+        c.args(["--bytes", "--noheadings", "--output", "RES"])
+            .arg(&elf);
+        run(c)
+            .stdout_str()
+            .trim()
+            .parse::<u64>()
+            .unwrap_or(u64::MAX)
     };
     let before = resident();
     let r = run(hl(&["--prime", "--check", "--json"], &elf, &[] as &[&str]));
     assert_eq!(r.code("--prime --check"), 0, "{}", r.stderr_str());
-    assert!(!r.stdout_str().contains("\"not_cached\":0"), "{}", r.stdout_str());
+    assert!(
+        !r.stdout_str().contains("\"not_cached\":0"),
+        "{}",
+        r.stdout_str()
+    );
     // It reads the ELF headers, nothing of the code.
     let after = resident();
-    assert!(after < before + 256 * 1024, "--check read the file: {before} -> {after} bytes cached");
+    assert!(
+        after < before + 256 * 1024,
+        "--check read the file: {before} -> {after} bytes cached"
+    );
 
     // --check on a fresh copy: cached small, nothing dropped.
     let elf = fresh_copy(&prog, &tree.join("sub"), "view");
     for _ in 0..2 {
         let r = run(hl(&["--prime", "--check", "--json"], &elf, &[] as &[&str]));
         assert_eq!(r.code("--prime --check"), 0, "{}", r.stderr_str());
-        assert!(!r.stdout_str().contains("\"small\":0"), "{}", r.stdout_str());
+        assert!(
+            !r.stdout_str().contains("\"small\":0"),
+            "{}",
+            r.stdout_str()
+        );
     }
 
     let held = dir.join("held");
@@ -634,17 +725,27 @@ fn prime_reports_each_failure_and_primes_the_rest() {
     let mut writer = Running::start(writer);
     assert_eq!(writer.next_line(TIMEOUT).unwrap_or_default(), "ready");
     let mut cmd = hl_command(&["--prime"]);
-    cmd.arg(&tree).arg("/nonexistent/hugeload-test").arg(&text).arg(&held);
+    cmd.arg(&tree)
+        .arg("/nonexistent/hugeload-test")
+        .arg(&text)
+        .arg(&held);
     let r = run(cmd);
     writer.close_stdin();
     writer.finish();
     let (out, err) = (r.stdout_str(), r.stderr_str());
     assert_eq!(r.code("--prime"), 1, "{out}\n{err}");
-    assert!(out.contains(&format!("{}: ", elf.display())) && out.contains(" 0 small"), "{out}");
-    assert!(!out.contains("notes.txt") && !err.contains("notes.txt"), "{out}\n{err}");
+    assert!(
+        out.contains(&format!("{}: ", elf.display())) && out.contains(" 0 small"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("notes.txt") && !err.contains("notes.txt"),
+        "{out}\n{err}"
+    );
     let line = |path: &str, reason: &str| {
         assert!(
-            err.lines().any(|l| l == format!("hugeload: {path}: {reason}")),
+            err.lines()
+                .any(|l| l == format!("hugeload: {path}: {reason}")),
             "no `{path}: {reason}` line in:\n{err}"
         )
     };
@@ -670,11 +771,18 @@ fn prime_reports_each_failure_and_primes_the_rest() {
         let r = run(cmd);
         assert_eq!(r.code("setpriv --prime"), 1, "{}", r.stderr_str());
         assert!(
-            r.stderr_str().contains(&format!("hugeload: {}: Permission denied", locked.display())),
+            r.stderr_str().contains(&format!(
+                "hugeload: {}: Permission denied",
+                locked.display()
+            )),
             "{}",
             r.stderr_str()
         );
-        assert!(r.stdout_str().contains(&format!("{}: ", elf.display())), "{}", r.stdout_str());
+        assert!(
+            r.stdout_str().contains(&format!("{}: ", elf.display())),
+            "{}",
+            r.stdout_str()
+        );
     }
 }
 
@@ -692,7 +800,8 @@ fn lock_keeps_the_code_resident() {
     let mut child = Running::start(cmd);
     let deadline = Instant::now() + TIMEOUT;
     let locked = loop {
-        let status = fs::read_to_string(format!("/proc/{}/status", child.pid())).unwrap_or_default();
+        let status =
+            fs::read_to_string(format!("/proc/{}/status", child.pid())).unwrap_or_default();
         let lck = status
             .lines()
             .find_map(|l| l.strip_prefix("VmLck:"))
@@ -708,19 +817,31 @@ fn lock_keeps_the_code_resident() {
     };
     child.close_stdin();
     child.finish();
-    assert!(locked >= 16 << 20, "VmLck {locked} below the 16 MiB of text");
+    assert!(
+        locked >= 16 << 20,
+        "VmLck {locked} below the 16 MiB of text"
+    );
 
     if is_root() {
         let mut cmd = Command::new(or_skip!(need_tool("setpriv")));
-        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "sh", "-c"])
-            .arg("ulimit -l 64 && exec \"$0\" --lock \"$1\" sum")
-            .arg(hugeload())
-            .arg(&copy);
+        cmd.args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "sh",
+            "-c",
+        ])
+        .arg("ulimit -l 64 && exec \"$0\" --lock \"$1\" sum")
+        .arg(hugeload())
+        .arg(&copy);
         clear_hugeload_env(&mut cmd);
         let r = run(cmd);
         assert_eq!(r.code("--lock as nobody"), 0, "{}", r.stderr_str());
         let err = r.stderr_str();
         assert_eq!(err.lines().count(), 1, "{err}");
-        assert!(err.starts_with("hugeload: --lock: ") && err.contains("RLIMIT_MEMLOCK"), "{err}");
+        assert!(
+            err.starts_with("hugeload: --lock: ") && err.contains("RLIMIT_MEMLOCK"),
+            "{err}"
+        );
     }
 }

@@ -24,7 +24,9 @@ fn as_nobody(args: &[&str]) -> Result<Command, Skip> {
         set_mode(&hl, 0o755);
     }
     let mut cmd = Command::new(setpriv);
-    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"]).arg(&hl).args(args);
+    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&hl)
+        .args(args);
     clear_hugeload_env(&mut cmd);
     Ok(cmd)
 }
@@ -36,12 +38,20 @@ fn as_nobody(args: &[&str]) -> Result<Command, Skip> {
 fn origin_of_the_program_without_privilege() {
     let java = canonical(&or_skip!(need_tool("java")));
     let mut direct = Command::new("setpriv");
-    direct.args(["--reuid=65534", "--regid=65534", "--clear-groups"]).arg(&java).arg("-version");
+    direct
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&java)
+        .arg("-version");
     let d = run(direct);
     assert_eq!(d.code("java -version"), 0, "{}", d.stderr_str());
     let java_s = java.to_string_lossy().into_owned();
     let h = run(or_skip!(as_nobody(&["-b", "thp", &java_s, "-version"])));
-    assert_eq!(h.code("hugeload java -version as nobody"), 0, "{}", h.stderr_str());
+    assert_eq!(
+        h.code("hugeload java -version as nobody"),
+        0,
+        "{}",
+        h.stderr_str()
+    );
     assert_eq!(h.stderr_str(), d.stderr_str());
     assert_eq!(h.stdout_str(), d.stdout_str());
 
@@ -54,7 +64,12 @@ fn origin_of_the_program_without_privilege() {
     fs::create_dir_all(dir.join("lib")).unwrap();
     fs::copy(&prog, dir.join("bin/prog")).unwrap();
     fs::copy(&lib, dir.join("lib/libmodesorigin.so")).unwrap();
-    for p in [dir.clone(), dir.join("bin"), dir.join("lib"), dir.join("bin/prog")] {
+    for p in [
+        dir.clone(),
+        dir.join("bin"),
+        dir.join("lib"),
+        dir.join("bin/prog"),
+    ] {
         set_mode(&p, 0o755);
     }
     let prog_s = dir.join("bin/prog").to_string_lossy().into_owned();
@@ -62,9 +77,13 @@ fn origin_of_the_program_without_privilege() {
     let err = h.stderr_str();
     assert_eq!(h.code("hugeload modes-origin as nobody"), 4, "{err}");
     assert!(
-        h.stdout_str().starts_with("hello from DIR/lib through $ORIGIN\n"),
+        h.stdout_str()
+            .starts_with("hello from DIR/lib through $ORIGIN\n"),
         "{}",
         h.stdout_str()
     );
-    assert!(err.contains("$ORIGIN of the program expanded for ld.so: "), "{err}");
+    assert!(
+        err.contains("$ORIGIN of the program expanded for ld.so: "),
+        "{err}"
+    );
 }

@@ -18,7 +18,8 @@ pub fn hand_over(
     report: &Report,
 ) -> Failure {
     report.say(|l| {
-        l.bytes(refused.text()).str(": handed to the kernel (execve), which loads it without huge pages");
+        l.bytes(refused.text())
+            .str(": handed to the kernel (execve), which loads it without huge pages");
     });
     let args = boot.args_from(request.rest);
     let argc = 1 + args.clone().count();

@@ -23,9 +23,10 @@ pub fn expand_in_memory(file: &OpenFile, image: &Image, bias: u64, report: &Repo
     // The dynamic section must lie in a writable segment's file bytes: the
     // kernel (and hugeload) map it private and writable; ld.so writes it too.
     let addr = image.dynamic_vaddr;
-    let writable = image.loads.iter().any(|s| {
-        s.is_write() && s.vaddr <= addr && addr + dynamic.len <= s.vaddr + s.filesz
-    });
+    let writable = image
+        .loads
+        .iter()
+        .any(|s| s.is_write() && s.vaddr <= addr && addr + dynamic.len <= s.vaddr + s.filesz);
     if !writable {
         return;
     }
@@ -35,7 +36,9 @@ pub fn expand_in_memory(file: &OpenFile, image: &Image, bias: u64, report: &Repo
     // the program's dynamic section, mapped private and writable just now
     // (checked above); nothing else runs yet.
     let entry = |i: usize| unsafe { (*entries.add(2 * i), *entries.add(2 * i + 1)) };
-    let Some(end) = (0..count).find(|&i| entry(i).0 == DT_NULL) else { return };
+    let Some(end) = (0..count).find(|&i| entry(i).0 == DT_NULL) else {
+        return;
+    };
     let Some(strtab) = (0..end).map(entry).find(|e| e.0 == DT_STRTAB).map(|e| e.1) else {
         return;
     };
@@ -48,21 +51,34 @@ pub fn expand_in_memory(file: &OpenFile, image: &Image, bias: u64, report: &Repo
         return;
     }
     let mut dir_buf = [0u8; 4096];
-    let Some(path) = file::canonical_path(file, &mut dir_buf) else { return };
+    let Some(path) = file::canonical_path(file, &mut dir_buf) else {
+        return;
+    };
     let dir_len = path.iter().rposition(|&b| b == b'/').unwrap_or(0).max(1);
     let dir = &dir_buf[..dir_len];
     let mut page: Option<(usize, usize)> = None;
     for i in (0..end).filter(|&i| matches!(entry(i).0, DT_RPATH | DT_RUNPATH)) {
-        let Some(list) = read_string(image, bias, strtab, entry(i).1) else { continue };
+        let Some(list) = read_string(image, bias, strtab, entry(i).1) else {
+            continue;
+        };
         let mut out = [0u8; 4096];
-        let Some(n) = libsearch::expand_origin(list, dir, &mut out[..4095]) else { continue };
+        let Some(n) = libsearch::expand_origin(list, dir, &mut out[..4095]) else {
+            continue;
+        };
         // A page for the expanded strings, read-only once written.
         let (base, used) = match page {
             Some(p) => p,
             None => {
                 // SAFETY: a fresh private mapping where the kernel likes.
                 let Ok(base) = (unsafe {
-                    sys::mmap(0, PAGE as usize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+                    sys::mmap(
+                        0,
+                        PAGE as usize,
+                        PROT_READ | PROT_WRITE,
+                        MAP_PRIVATE | MAP_ANONYMOUS,
+                        -1,
+                        0,
+                    )
                 }) else {
                     return;
                 };
@@ -82,7 +98,8 @@ pub fn expand_in_memory(file: &OpenFile, image: &Image, bias: u64, report: &Repo
         }
         page = Some((base, used + n + 1));
         report.say(|l| {
-            l.str("$ORIGIN of the program expanded for ld.so: ").bytes(&out[..n]);
+            l.str("$ORIGIN of the program expanded for ld.so: ")
+                .bytes(&out[..n]);
         });
     }
     if let Some((base, _)) = page {

@@ -231,7 +231,12 @@ impl ElfInfo {
             .filter(|p| p.p_flags & PF_X != 0)
             .max_by_key(|p| p.p_filesz)?;
         let phase = text.p_offset.wrapping_sub(text.p_vaddr) % HUGE;
-        let align = self.loads().map(|p| p.p_align).max().unwrap_or(PAGE).clamp(PAGE, HUGE);
+        let align = self
+            .loads()
+            .map(|p| p.p_align)
+            .max()
+            .unwrap_or(PAGE)
+            .clamp(PAGE, HUGE);
         phase.is_multiple_of(align).then_some(phase)
     }
 

@@ -455,9 +455,10 @@ pub fn check_huge_placed(i: &Inspection, strategy: &str, placed: Placed) -> u64 
                 total.used, interior,
                 "conservative: U vs the 2 MiB blocks wholly inside the text\n{dump}"
             );
-            let congruent = i.elf.congruent_phase().filter(|_| {
-                ["auto", "pagecache"].contains(&total.backend.as_str())
-            });
+            let congruent = i
+                .elf
+                .congruent_phase()
+                .filter(|_| ["auto", "pagecache"].contains(&total.backend.as_str()));
             if i.elf.is_pie() && placed == Placed::ByHugeload {
                 match congruent {
                     // With the page cache in play, the main text is
@@ -526,11 +527,24 @@ pub fn assert_from_page_cache(i: &Inspection, used: u64, least: u64) {
                 .iter()
                 .any(|&b| m.span.start < b + HUGE && b < m.span.end)
     };
-    let anon: u64 = i.maps.iter().filter(|m| under_text(m)).map(|m| m.anon_huge_bytes).sum();
-    let tlb: u64 = i.maps.iter().filter(|m| under_text(m)).map(|m| m.hugetlb_bytes).sum();
+    let anon: u64 = i
+        .maps
+        .iter()
+        .filter(|m| under_text(m))
+        .map(|m| m.anon_huge_bytes)
+        .sum();
+    let tlb: u64 = i
+        .maps
+        .iter()
+        .filter(|m| under_text(m))
+        .map(|m| m.hugetlb_bytes)
+        .sum();
     assert_eq!(anon, 0, "anonymous huge pages under the text\n{dump}");
     assert_eq!(tlb, 0, "hugetlb pages under the text\n{dump}");
     let total = i.report.total(&i.stderr());
-    assert_eq!(total.cached, used, "page-cache count of the total line\n{dump}");
+    assert_eq!(
+        total.cached, used,
+        "page-cache count of the total line\n{dump}"
+    );
     assert_eq!(total.copies, 0, "copies in the total line\n{dump}");
 }
