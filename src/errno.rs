@@ -20,6 +20,7 @@ impl Errno {
     pub const ENOTDIR: Errno = Errno(20);
     pub const EISDIR: Errno = Errno(21);
     pub const EINVAL: Errno = Errno(22);
+    pub const ENFILE: Errno = Errno(23);
     pub const EMFILE: Errno = Errno(24);
     pub const ETXTBSY: Errno = Errno(26);
     pub const EFBIG: Errno = Errno(27);
@@ -49,6 +50,7 @@ impl Errno {
             Errno::ENOTDIR => "Not a directory",
             Errno::EISDIR => "Is a directory",
             Errno::EINVAL => "Invalid argument",
+            Errno::ENFILE => "Too many open files in system",
             Errno::EMFILE => "Too many open files",
             Errno::ETXTBSY => "Text file busy",
             Errno::EFBIG => "File too large",

@@ -42,6 +42,8 @@ pub enum LoadError {
     AddressInUse,
     InterpOverlaps,
     ShortRead,
+    /// The program's initial stack does not fit under RLIMIT_STACK.
+    StackLimit,
 }
 
 impl From<Errno> for LoadError {
@@ -63,11 +65,19 @@ impl LoadError {
     /// Whether the kernel may still run a file hugeload refused for this
     /// reason: a format or layout hugeload does not load itself (32-bit, an
     /// executable stack, W+X, a layout it finds stricter reasons to
-    /// refuse). Not for a file that is missing or may not be run.
+    /// refuse), or hugeload ran out of file descriptors. Not for a file that
+    /// is missing or may not be run.
     pub fn kernel_may_run(self) -> bool {
+        // Out of file descriptors: the kernel needs none to execute a file.
+        if matches!(self, LoadError::Os(Errno::EMFILE | Errno::ENFILE)) {
+            return true;
+        }
         !matches!(
             self,
-            LoadError::Os(_) | LoadError::CommandNotFound | LoadError::NotElf
+            LoadError::Os(_)
+                | LoadError::CommandNotFound
+                | LoadError::NotElf
+                | LoadError::StackLimit
         )
     }
 
@@ -118,6 +128,9 @@ impl LoadError {
                 "cannot execute: the interpreter's fixed addresses overlap the program's"
             }
             LoadError::ShortRead => "cannot execute: file is shorter than its headers say",
+            LoadError::StackLimit => {
+                "cannot execute: its arguments and environment do not fit the stack limit (ulimit -s)"
+            }
         }
     }
 }

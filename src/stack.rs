@@ -18,6 +18,10 @@ where
     pub execfn: &'a [u8],
     /// The program's argv strings, without their NULs.
     pub args: A,
+    /// Where `args` already lie, NUL-terminated and one after the other
+    /// (the kernel's copy, for a program run with the arguments hugeload
+    /// was given): then they are not copied, and take no stack room twice.
+    pub args_at: Option<u64>,
     /// The environment, as pointers to the existing strings.
     pub envp: E,
     /// The auxv without AT_NULL; its AT_EXECFN is pointed at `execfn`.
@@ -41,8 +45,16 @@ where
     A: Iterator<Item = &'b [u8]> + Clone,
     E: Iterator<Item = u64> + Clone,
 {
+    fn args_len(&self) -> u64 {
+        self.args.clone().map(|a| a.len() as u64 + 1).sum()
+    }
+
     fn strings_len(&self) -> u64 {
-        let args: u64 = self.args.clone().map(|a| a.len() as u64 + 1).sum();
+        let args = if self.args_at.is_some() {
+            0
+        } else {
+            self.args_len()
+        };
         args + self.execfn.len() as u64 + 1
     }
 
@@ -72,16 +84,19 @@ where
         let execfn_addr = top - (self.execfn.len() as u64 + 1);
         put_bytes(execfn_addr, self.execfn);
         put_bytes(execfn_addr + self.execfn.len() as u64, &[0]);
-        let arg_start = execfn_addr - (self.strings_len() - self.execfn.len() as u64 - 1);
-        let mut cursor = arg_start;
-        for arg in self.args.clone() {
-            put_bytes(cursor, arg);
-            put_bytes(cursor + arg.len() as u64, &[0]);
-            cursor += arg.len() as u64 + 1;
+        let copied_start = execfn_addr - (self.strings_len() - self.execfn.len() as u64 - 1);
+        let arg_start = self.args_at.unwrap_or(copied_start);
+        if self.args_at.is_none() {
+            let mut cursor = arg_start;
+            for arg in self.args.clone() {
+                put_bytes(cursor, arg);
+                put_bytes(cursor + arg.len() as u64, &[0]);
+                cursor += arg.len() as u64 + 1;
+            }
         }
-        let arg_end = cursor;
+        let arg_end = arg_start + self.args_len();
         // Vectors below, with sp 16-byte aligned.
-        let sp = (arg_start - self.vector_words() * 8) & !15;
+        let sp = (copied_start - self.vector_words() * 8) & !15;
         let mut word = sp;
         let mut put_word = |value: u64| {
             put_bytes(word, &value.to_le_bytes());
@@ -122,6 +137,40 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn arguments_in_place_are_pointed_at_not_copied() {
+        let args: [&[u8]; 2] = [b"prog", b"arg"];
+        let kernel_strings = 0x7fff_0000_1000u64;
+        let env = [0x7fff_0000_2000u64];
+        let spec = StackSpec {
+            execfn: b"/bin/prog",
+            args: args.iter().copied(),
+            args_at: Some(kernel_strings),
+            envp: env.iter().copied(),
+            auxv: &[],
+        };
+        let copied = StackSpec {
+            args_at: None,
+            args: args.iter().copied(),
+            execfn: b"/bin/prog",
+            envp: env.iter().copied(),
+            auxv: &[],
+        };
+        // The argument strings take no room of their own.
+        assert_eq!(copied.size() - spec.size(), 9);
+        let top = 0x7fff_0000_0000u64;
+        let mut mem = std::vec![0u8; spec.size() as usize];
+        let w = spec.write(&mut mem, top).unwrap();
+        let base = top - mem.len() as u64;
+        assert_eq!(w.arg_start, kernel_strings);
+        assert_eq!(w.arg_end, kernel_strings + 5 + 4);
+        assert_eq!(word(&mem, base, w.sp), 2);
+        assert_eq!(word(&mem, base, w.sp + 8), kernel_strings);
+        assert_eq!(word(&mem, base, w.sp + 16), kernel_strings + 5);
+        assert_eq!(word(&mem, base, w.sp + 24), 0);
+        assert_eq!(word(&mem, base, w.sp + 32), env[0]);
+    }
     use linux_raw_sys::auxvec::AT_PAGESZ;
 
     fn word(mem: &[u8], base: u64, addr: u64) -> u64 {
@@ -143,6 +192,7 @@ mod tests {
         let spec = StackSpec {
             execfn: b"/usr/bin/prog",
             args: args.iter().copied(),
+            args_at: None,
             envp: envp.iter().copied(),
             auxv: &auxv,
         };
@@ -182,6 +232,7 @@ mod tests {
         let spec = StackSpec {
             execfn: b"p",
             args: args.iter().copied(),
+            args_at: None,
             envp: [].iter().copied(),
             auxv: &[],
         };

@@ -218,6 +218,7 @@ proptest! {
         let spec = hugeload::stack::StackSpec {
             execfn: b"/bin/prog",
             args: args.iter().copied(),
+            args_at: None,
             envp: envp.iter().copied(),
             auxv: &auxv,
         };

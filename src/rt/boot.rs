@@ -170,6 +170,22 @@ impl Boot {
         hugeload::auxv::get(&self.auxv, key)
     }
 
+    /// Whether `bytes` more below the kernel's stack pointer stay within
+    /// RLIMIT_STACK. The kernel puts the executable's name at the top of
+    /// the stack (`bprm->p`), so the stack spans from there down.
+    pub fn stack_has_room(&self, bytes: u64) -> bool {
+        const RLIMIT_STACK: u32 = 3;
+        let limit = super::sys::soft_limit(RLIMIT_STACK);
+        let Some(name) = self.aux(linux_raw_sys::auxvec::AT_EXECFN) else {
+            return true;
+        };
+        // SAFETY: AT_EXECFN points at the kernel's NUL-terminated copy.
+        let len = unsafe { cstr(name as usize) }.len() as u64;
+        let top = hugeload::elf::page_up(name + len + 1 + 8);
+        let used = top.saturating_sub(self.sp as u64).saturating_add(bytes);
+        used <= limit
+    }
+
     /// The most stack the program's new initial stack can need: every
     /// argument string, a path, the `#!` lines, and the vectors.
     pub fn stack_bound(&self) -> usize {

@@ -414,14 +414,28 @@ fn build_stack(
     }
     let execfn = program.execfn.as_bytes();
     let prefix = script::argv_prefix(&lines, request.argv0, execfn);
+    // argv0 and the arguments as hugeload got them lie one after the other
+    // in the kernel's copy: pointed at, not copied, so a long argument does
+    // not take the stack limit twice. (A `#!` chain or `--argv0` adds words
+    // of its own: then all are copied.)
+    let in_place = program.levels.is_empty()
+        && boot
+            .arg(request.rest.wrapping_sub(1))
+            .is_some_and(|a| a.as_ptr() == request.argv0.as_ptr());
     let spec = StackSpec {
         execfn,
         args: prefix.iter().copied().chain(boot.args_from(request.rest)),
+        args_at: in_place.then_some(request.argv0.as_ptr() as u64),
         envp: boot.env_ptrs(),
         auxv: &auxv,
     };
     let top = boot.sp as u64;
     let size = spec.size();
+    // The stack may grow only as far as RLIMIT_STACK lets it: refuse with a
+    // line rather than fault writing past it.
+    if !boot.stack_has_room(size) {
+        return Err(Failure::new(execfn, LoadError::StackLimit));
+    }
     // SAFETY: `[top - size, top)` is the stack region reserved below the
     // kernel's stack pointer by `start::hugeload_start`; hugeload's own
     // frames are all below it.
