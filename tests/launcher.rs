@@ -799,42 +799,134 @@ fn help_and_version() {
 
 /// Usage errors: exit 2, usage on stderr, nothing run.
 #[test]
-fn usage_errors_exit_2() {
+fn usage_errors_are_one_line_and_125() {
     let dir = scratch_dir("usage");
     let marker = dir.join("ran");
     let script = format!("touch {}", marker.display());
-    for opts in [
-        &["--bogus"][..],
-        &["--strategy=bogus"],
-        &["--backend=bogus"],
-        &["-x"],
-        &["--verbose=yes"],
-        &["--strategy"],
-        &[],
-        &["-v"],
-        &["--"],
-    ] {
+    let cases: &[(&[&str], &str)] = &[
+        (&["--bogus"], "hugeload: unrecognized option '--bogus'"),
+        (
+            &["--strategy=bogus"],
+            "hugeload: invalid argument 'bogus' for '--strategy' (valid: conservative, aggressive)",
+        ),
+        (
+            &["-s", "bogus"],
+            "hugeload: invalid argument 'bogus' for '--strategy' (valid: conservative, aggressive)",
+        ),
+        (
+            &["--backend=bogus"],
+            "hugeload: invalid argument 'bogus' for '--backend' (valid: auto, pagecache, thp, hugetlb, off)",
+        ),
+        (&["-x"], "hugeload: invalid option -- 'x'"),
+        (
+            &["--verbose=yes"],
+            "hugeload: option '--verbose' doesn't allow an argument",
+        ),
+        (
+            &["--st"],
+            "hugeload: option '--st' is ambiguous; possibilities: '--strategy' '--stat'",
+        ),
+        (
+            &["--strategy"],
+            "hugeload: option '--strategy' requires an argument",
+        ),
+        (&[], "hugeload: no program given"),
+        (&["-v"], "hugeload: no program given"),
+        (&["--"], "hugeload: no program given"),
+    ];
+    for (opts, line) in cases {
         let mut cmd = hl_command(opts);
-        if !opts.is_empty() && !matches!(opts, ["-v"] | ["--"] | ["--strategy"]) {
+        if !opts.is_empty() && !matches!(opts, ["-v"] | ["--"] | ["--strategy"] | ["-s", _]) {
             cmd.args(["/bin/sh", "-c", &script]);
         }
         let what = describe(&cmd);
         let r = run(cmd);
         let stderr = r.stderr_str();
-        assert_eq!(r.code(&what), 2, "`{what}`\nstderr:\n{stderr}");
-        assert!(
-            stderr.to_lowercase().contains("usage"),
-            "`{what}`: no usage on stderr:\n{stderr}"
+        assert_eq!(r.code(&what), 125, "`{what}`\nstderr:\n{stderr}");
+        assert_eq!(
+            stderr,
+            format!("{line}\nTry 'hugeload --help' for more information.\n"),
+            "`{what}`"
         );
-        if opts == ["--bogus"] {
-            assert!(
-                stderr.contains("--bogus"),
-                "`{what}`: option not named:\n{stderr}"
-            );
-        }
         assert!(r.stdout.is_empty(), "`{what}`: stdout {:?}", r.stdout_str());
         assert!(!marker.exists(), "`{what}`: the program ran");
     }
+}
+
+/// `hugeload ""` names the empty argument.
+#[test]
+fn empty_program_name_is_named() {
+    let r = run(hl(&[] as &[&str], "", &[] as &[&str]));
+    assert_eq!(r.code("hugeload ''"), 127);
+    assert_eq!(r.stderr_str(), "hugeload: '': No such file or directory\n");
+}
+
+/// getopt's conventions: bundled short options with attached values,
+/// repeated -v, unambiguous prefixes of long options, both value forms.
+#[test]
+fn options_follow_getopt() {
+    let prog = or_skip!(fixture("probe-glibc-pie"));
+    for opts in [
+        &["-vs", "aggressive", "-b", "thp"][..],
+        &["-vb", "thp", "-saggressive"],
+        &["--verb", "--strat", "aggressive", "--back=thp"],
+        &["-vv", "--strategy", "aggressive", "--backend", "thp"],
+    ] {
+        let r = run(hl(opts, &prog, &[] as &[&str]));
+        let stderr = r.stderr_str();
+        assert_eq!(r.code(&format!("{opts:?}")), 7, "{stderr}");
+        let total = parse_report(&stderr);
+        let total = total.total(&stderr);
+        assert_eq!(
+            (total.strategy.as_str(), total.backend.as_str()),
+            ("aggressive", "thp"),
+            "{opts:?}"
+        );
+    }
+    // -vv also reports libraries without 2 MiB of code; -v does not.
+    let r = run(hl(&["-v"], &prog, &[] as &[&str]));
+    assert!(
+        !r.stderr_str().contains("no whole 2 MiB block"),
+        "{}",
+        r.stderr_str()
+    );
+    let r = run(hl(&["-vv"], &prog, &[] as &[&str]));
+    assert!(
+        r.stderr_str()
+            .contains("libc.so.6: no whole 2 MiB block of code"),
+        "{}",
+        r.stderr_str()
+    );
+}
+
+/// A `HUGELOAD_*` value that means nothing: one line, then the default; a
+/// value in another case is taken.
+#[test]
+fn environment_values_are_checked() {
+    let prog = or_skip!(fixture("probe-glibc-pie"));
+    let mut cmd = hl(&["-v"], &prog, &[] as &[&str]);
+    cmd.env("HUGELOAD_BACKEND", "hugtlb")
+        .env("HUGELOAD_STRATEGY", "Aggressive");
+    let r = run(cmd);
+    let stderr = r.stderr_str();
+    assert_eq!(
+        r.code("hugeload with HUGELOAD_BACKEND=hugtlb"),
+        7,
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr.lines().next(),
+        Some(
+            "hugeload: HUGELOAD_BACKEND=hugtlb: not one of auto, pagecache, thp, hugetlb, off; ignored"
+        ),
+        "{stderr}"
+    );
+    let report = parse_report(&stderr);
+    let total = report.total(&stderr);
+    assert_eq!(
+        (total.strategy.as_str(), total.backend.as_str()),
+        ("aggressive", "auto")
+    );
 }
 
 // ---------------------------------------------------------------------------

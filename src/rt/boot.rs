@@ -103,12 +103,20 @@ impl Boot {
     }
 
     /// The settings from the `HUGELOAD_*` environment, or the defaults for a
-    /// secure-execution program.
+    /// secure-execution program. A value that means nothing gets one line
+    /// on stderr and is ignored.
     pub fn settings(&self) -> Settings {
         if self.is_secure() {
             Settings::default()
         } else {
-            Settings::from_env(|k| self.env(k))
+            Settings::from_env(
+                |k| self.env(k),
+                |w| {
+                    let mut l = super::diag::line();
+                    w.write(&mut l);
+                    super::diag::emit(&mut l);
+                },
+            )
         }
     }
 

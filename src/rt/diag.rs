@@ -30,9 +30,12 @@ pub struct Failure {
 }
 
 impl Failure {
-    /// `hugeload: PATH: reason`.
+    /// `hugeload: PATH: reason` (an empty PATH shows as `''`).
     pub fn new(path: &[u8], error: LoadError) -> Failure {
         let mut line = line();
+        if path.is_empty() {
+            line.str("''");
+        }
         line.bytes(path).str(": ").str(error.message());
         Failure {
             line,
@@ -74,19 +77,28 @@ pub fn fail(path: &[u8], error: LoadError) -> ! {
     Failure::new(path, error).exit()
 }
 
-/// The verbose report: lines only when asked for.
+/// The verbose report: lines only when asked for (`-v` is level 1).
 #[derive(Clone, Copy)]
 pub struct Report {
-    pub on: bool,
+    pub level: u8,
 }
 
 impl Report {
     /// Emits the line built by `f` if the report is on.
     pub fn say(&self, f: impl FnOnce(&mut Line)) {
-        if self.on {
+        self.say_at(1, f);
+    }
+
+    /// Emits the line built by `f` from report level `level` on (`-vv`: 2).
+    pub fn say_at(&self, level: u8, f: impl FnOnce(&mut Line)) {
+        if self.level >= level {
             let mut l = line();
             f(&mut l);
             emit(&mut l);
         }
+    }
+
+    pub fn is_on(&self) -> bool {
+        self.level > 0
     }
 }

@@ -16,6 +16,7 @@ Runs PROGRAM with its code on 2 MiB pages.
   -b, --backend=auto|pagecache|thp|hugetlb|off
                                            where huge pages come from (default auto)
   -v, --verbose                            report what was mapped, and why anything was not
+                                           (-vv: also what had nothing to report)
       --argv0=NAME                         argv[0] for the program (default: PROGRAM as given)
       --perf-map                           write /tmp/perf-PID.map for the code moved to huge pages
       --lock                               lock the program's code in memory (mlock)
@@ -26,9 +27,15 @@ Runs PROGRAM with its code on 2 MiB pages.
       --binfmt-rule                        print the binfmt_misc rule for /etc/binfmt.d/hugeload.conf
   -h, --help                               this text
   -V, --version                            the version
-Environment: HUGELOAD_STRATEGY, HUGELOAD_BACKEND, HUGELOAD_VERBOSE=1, HUGELOAD_OFF=1,
-HUGELOAD_PERFMAP=1, HUGELOAD_LOCK=1, HUGELOAD_INTERP=PATH (PT_INTERP mode)
-(options win; all ignored for secure-execution programs).
+Short options bundle (-vs aggressive); long options take --opt=value or
+--opt value and may be shortened to any unambiguous prefix (--verb).
+Environment: HUGELOAD_STRATEGY, HUGELOAD_BACKEND, HUGELOAD_VERBOSE=1|2,
+HUGELOAD_OFF=1, HUGELOAD_PERFMAP=1, HUGELOAD_LOCK=1, HUGELOAD_INTERP=PATH
+(PT_INTERP mode). Values in any case; a value that means nothing is
+reported and ignored. Options win; all are ignored for secure-execution
+programs.
+Exit status: the program's; 125 for a usage error, 126 if PROGRAM cannot be
+run, 127 if it is not found.
 ";
 
 pub fn main(boot: &Boot) -> ! {
@@ -64,15 +71,16 @@ pub fn main(boot: &Boot) -> ! {
         Ok(Command::Mark { files }) => mark::main(boot, 1 + files, true),
         Ok(Command::Unmark { files }) => mark::main(boot, 1 + files, false),
         Ok(Command::BinfmtRule) => mark::print_rule(),
-        Ok(Command::Stat { args }) => stat::main(boot, 1 + args),
-        Ok(Command::Prime { args }) => prime::main(boot, 1 + args),
+        Ok(Command::Stat { args, json: _ }) => stat::main(boot, 1 + args),
+        Ok(Command::Prime { args, json }) => prime::main(boot, 1 + args, json),
         Err(e) => {
-            let (text, what) = e.message();
+            // One line and a pointer to --help, with env's status for its
+            // own errors, so it cannot pass for the program's.
             let mut l = super::diag::line();
-            l.str(text).bytes(what);
+            e.write(&mut l);
             super::diag::emit(&mut l);
-            sys::write_all(2, USAGE.as_bytes());
-            sys::exit(2)
+            sys::write_all(2, b"Try 'hugeload --help' for more information.\n");
+            sys::exit(options::USAGE_STATUS)
         }
     }
 }

@@ -68,7 +68,7 @@ pub fn load(
     request: &Request,
 ) -> Result<Handoff, Failure> {
     let report = Report {
-        on: settings.verbose,
+        level: settings.verbose,
     };
     let (execfn, opened) = find_program(boot, request)?;
     let named = CPath::from_parts(&[execfn.as_bytes()]).unwrap_or_else(CPath::new);

@@ -266,10 +266,10 @@ fn prime_file_locked(
 }
 
 /// `hugeload --prime [--check] [--json] [--list FILE] PATH...`.
-pub fn main(boot: &Boot, first: usize) -> ! {
+pub fn main(boot: &Boot, first: usize, json: bool) -> ! {
     let is_flag = |a: &[u8]| a == b"--check" || a == b"--json";
     let check_only = boot.args_from(first).any(|a| a == b"--check");
-    let json = boot.args_from(first).any(|a| a == b"--json");
+    let json = json || boot.args_from(first).any(|a| a == b"--json");
     // --list FILE: more paths, one a line; `#` starts a comment.
     let mut list_name = None;
     let mut args = boot.args_from(first);

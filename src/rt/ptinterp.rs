@@ -34,7 +34,7 @@ pub fn main(boot: &mut Boot) -> ! {
 
 fn run(boot: &mut Boot, settings: &Settings, host: &Host) -> Result<Handoff, Failure> {
     let report = Report {
-        on: settings.verbose,
+        level: settings.verbose,
     };
     let program = read_program(boot, &report);
     let mut name_buf = [0u8; 256];

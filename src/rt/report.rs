@@ -28,7 +28,7 @@ pub fn report_program(
     interp: Option<&[u8]>,
     settings: &Settings,
 ) {
-    if !report.on {
+    if !report.is_on() {
         return;
     }
     report.say(|l| {
