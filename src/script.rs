@@ -67,6 +67,20 @@ pub fn parse(head: &[u8]) -> Result<Shebang, LoadError> {
     Ok(Shebang { interp, arg })
 }
 
+/// The command a `#!/usr/bin/env NAME` line runs: NAME, when the line is
+/// exactly that (an absolute `env`, one argument that is a plain command
+/// name, no option, no assignment, no space). env looks NAME up in PATH
+/// and runs it with `[NAME, script, ARGS...]`: hugeload does the same, so
+/// that the real interpreter, not env, is what it loads.
+pub fn env_command<'a>(interp: &[u8], arg: Option<&'a [u8]>) -> Option<&'a [u8]> {
+    let is_env = interp.starts_with(b"/") && interp.rsplit(|&b| b == b'/').next() == Some(b"env");
+    let name = arg?;
+    let plain = !name.is_empty()
+        && !name.starts_with(b"-")
+        && !name.iter().any(|&b| b == b'=' || b == b' ' || b == b'\t');
+    (is_env && plain).then_some(name)
+}
+
 /// Most words a `#!` chain puts before the script's own arguments.
 pub const MAX_PREFIX: usize = 2 * MAX_SCRIPT_DEPTH + 1;
 
@@ -122,6 +136,21 @@ mod tests {
             ("/bin/echo".into(), Some("a".into()))
         );
         assert_eq!(words(b"#!/bin/sh\t\t\n"), ("/bin/sh".into(), None));
+    }
+
+    #[test]
+    fn env_lines_name_their_command() {
+        assert_eq!(
+            env_command(b"/usr/bin/env", Some(b"python3")),
+            Some(&b"python3"[..])
+        );
+        assert_eq!(env_command(b"/bin/env", Some(b"node")), Some(&b"node"[..]));
+        assert_eq!(env_command(b"/usr/bin/env", Some(b"-S python3 -u")), None);
+        assert_eq!(env_command(b"/usr/bin/env", Some(b"python3 -u")), None);
+        assert_eq!(env_command(b"/usr/bin/env", Some(b"A=1")), None);
+        assert_eq!(env_command(b"/usr/bin/env", None), None);
+        assert_eq!(env_command(b"/usr/bin/python3", Some(b"x")), None);
+        assert_eq!(env_command(b"env", Some(b"x")), None);
     }
 
     #[test]

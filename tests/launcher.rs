@@ -853,6 +853,36 @@ fn usage_errors_are_one_line_and_125() {
     }
 }
 
+/// `#!/usr/bin/env NAME`: hugeload loads NAME, found in PATH as env finds
+/// it, not env: the same argv and output as the direct run, and `-v`
+/// names NAME's file.
+#[test]
+fn env_shebang_loads_the_named_program() {
+    let prog = or_skip!(fixture("probe-glibc-pie"));
+    let dir = scratch_dir("env-shebang");
+    let bin = dir.join("bin");
+    fs::create_dir_all(&bin).unwrap();
+    copy_with_mode(&prog, &bin.join("myprobe"), 0o755);
+    let script = dir.join("script");
+    fs::write(&script, "#!/usr/bin/env myprobe\n").unwrap();
+    set_mode(&script, 0o755);
+    let path = format!("{}:/usr/bin:/bin", bin.display());
+    let (_, h) = run_both_with(&["-v"], &script, &["a"], |c| {
+        c.env("PATH", &path);
+    });
+    let stderr = h.stderr_str();
+    assert!(
+        stderr.contains(&format!("hugeload: load {}/myprobe: ", bin.display())),
+        "{stderr}"
+    );
+    // Not found: env's status.
+    fs::write(&script, "#!/usr/bin/env no-such-program-here\n").unwrap();
+    let mut c = hl(&[] as &[&str], &script, &[] as &[&str]);
+    c.env("PATH", &path);
+    let r = run(c);
+    assert_eq!(r.code("env no-such"), 127, "{}", r.stderr_str());
+}
+
 /// `hugeload ""` names the empty argument.
 #[test]
 fn empty_program_name_is_named() {

@@ -72,7 +72,8 @@ pub fn load(
     };
     let (execfn, opened) = find_program(boot, request)?;
     let named = CPath::from_parts(&[execfn.as_bytes()]).unwrap_or_else(CPath::new);
-    let checked = follow_scripts(execfn, opened).and_then(|program| {
+    let path_var = boot.trusted_env(b"PATH").unwrap_or(exec::DEFAULT_PATH);
+    let checked = follow_scripts(execfn, opened, path_var).and_then(|program| {
         check_program(&program)?;
         let interp = open_interp(boot, &program)?;
         Ok((program, interp))
@@ -112,7 +113,7 @@ pub fn load(
         &program.elf.image,
         &loaded,
         &written,
-        program.execfn.as_bytes(),
+        program.exec_name(),
         program.elf.file.fd,
     );
     let entry = match &interp_loaded {
@@ -134,6 +135,8 @@ pub fn load(
 struct ScriptLevel {
     head: Head,
     line: Shebang,
+    /// A `#!/usr/bin/env NAME` line whose NAME hugeload runs itself.
+    via_env: bool,
 }
 
 impl ScriptLevel {
@@ -142,6 +145,14 @@ impl ScriptLevel {
     }
     fn arg(&self) -> Option<&[u8]> {
         self.line.arg.map(|(a, b)| &self.head.bytes[a..b])
+    }
+    /// The words this level puts before the script: `interp arg?`, or for
+    /// `#!/usr/bin/env NAME` what env runs: `NAME`.
+    fn words(&self) -> (&[u8], Option<&[u8]>) {
+        match (self.via_env, self.arg()) {
+            (true, Some(name)) => (name, None),
+            _ => (self.interp(), self.arg()),
+        }
     }
 }
 
@@ -158,6 +169,14 @@ struct Program {
 impl Program {
     fn path(&self) -> &[u8] {
         self.path.as_bytes()
+    }
+    /// The path of the last execve a direct run makes: the user's, or
+    /// what env found for a `#!/usr/bin/env NAME` line.
+    fn exec_name(&self) -> &[u8] {
+        match self.levels.last() {
+            Some(level) if level.via_env => self.path(),
+            _ => self.execfn.as_bytes(),
+        }
     }
     /// A failure of the ELF that runs, named as a user reads it: the file,
     /// or the script and the interpreter that failed.
@@ -199,7 +218,13 @@ fn find_program(boot: &Boot, request: &Request) -> Result<(CPath, Option<OpenFil
 }
 
 /// Phase 2: follows `#!` lines to the ELF file that really runs.
-fn follow_scripts(execfn: CPath, mut opened: Option<OpenFile>) -> Result<Program, Failure> {
+/// A `#!/usr/bin/env NAME` line runs NAME, found in `path_var` as env
+/// finds it.
+fn follow_scripts(
+    execfn: CPath,
+    mut opened: Option<OpenFile>,
+    path_var: &[u8],
+) -> Result<Program, Failure> {
     let mut levels: heapless::Vec<ScriptLevel, MAX_SCRIPT_DEPTH> = heapless::Vec::new();
     let mut path = CPath::from_parts(&[execfn.as_bytes()]).unwrap_or_else(CPath::new);
     loop {
@@ -220,9 +245,29 @@ fn follow_scripts(execfn: CPath, mut opened: Option<OpenFile>) -> Result<Program
         }
         file.close();
         let line = script::parse(head.as_bytes()).map_err(fail)?;
-        let level = ScriptLevel { head, line };
-        path = CPath::from_parts(&[level.interp()])
-            .ok_or_else(|| Failure::new(path.as_bytes(), LoadError::BadInterpPath))?;
+        let mut level = ScriptLevel {
+            head,
+            line,
+            via_env: false,
+        };
+        match script::env_command(level.interp(), level.arg()) {
+            Some(name) if !exec::is_path(name) => {
+                let mut found = CPath::new();
+                let searched = exec::search_path(path_var, |dir| {
+                    found = CPath::from_parts(&[dir, b"/", name]).ok_or(Errno::ENAMETOOLONG)?;
+                    OpenFile::open(&found)
+                });
+                let (_, file) =
+                    searched.map_err(|e| Failure::within(execfn.as_bytes(), name, e))?;
+                opened = Some(file);
+                path = found;
+                level.via_env = true;
+            }
+            _ => {
+                path = CPath::from_parts(&[level.interp()])
+                    .ok_or_else(|| Failure::new(path.as_bytes(), LoadError::BadInterpPath))?;
+            }
+        }
         if levels.push(level).is_err() {
             return Err(Failure::new(
                 execfn.as_bytes(),
@@ -410,10 +455,13 @@ fn build_stack(
     let auxv = auxv::for_program(&boot.auxv, &facts);
     let mut lines: heapless::Vec<(&[u8], Option<&[u8]>), MAX_SCRIPT_DEPTH> = heapless::Vec::new();
     for level in &program.levels {
-        let _ = lines.push((level.interp(), level.arg()));
+        let _ = lines.push(level.words());
     }
     let execfn = program.execfn.as_bytes();
     let prefix = script::argv_prefix(&lines, request.argv0, execfn);
+    // The last execve of a `#!/usr/bin/env NAME` chain is env's, of the
+    // path it found: that is AT_EXECFN then.
+    let execfn = program.exec_name();
     // argv0 and the arguments as hugeload got them lie one after the other
     // in the kernel's copy: pointed at, not copied, so a long argument does
     // not take the stack limit twice. (A `#!` chain or `--argv0` adds words
