@@ -169,7 +169,8 @@ def record_problem(what, argv, res, env=None):
 
 
 TOTAL_RE = re.compile(
-    r"hugeload: total text (\d+) bytes, on huge pages (\d+) bytes \((\d+)%\), huge pages (\d+) of least possible (\d+)"
+    r"hugeload: total text (?:\S+ \S+ \()?(\d+) bytes\)?, on huge pages (?:\S+ \S+ \()?(\d+) bytes(?:, | \()(\d+)%\), "
+    r"huge pages (\d+) of (?:least possible|at most) (\d+)(?: possible)?"
     r"(?: \((\d+) from the page cache, (\d+) copies\))?, strategy (\S+), backend (\S+)")
 EXTRA_X_RE = re.compile(r"also makes (\d+) bytes of read-only data executable")
 

@@ -82,6 +82,19 @@ impl Line {
     }
 
     /// `value * 100 / total`, as an integer percentage.
+    /// A size for a person: `497 B`, `568.0 KiB`, `26.6 MiB`, `1.2 GiB`
+    /// (one decimal, rounded down).
+    pub fn size(&mut self, bytes: u64) -> &mut Line {
+        const UNITS: [(u64, &str); 3] = [(1 << 30, " GiB"), (1 << 20, " MiB"), (1 << 10, " KiB")];
+        for (unit, name) in UNITS {
+            if bytes >= unit {
+                let tenths = (bytes as u128 * 10 / unit as u128) as u64;
+                return self.dec(tenths / 10).str(".").dec(tenths % 10).str(name);
+            }
+        }
+        self.dec(bytes).str(" B")
+    }
+
     pub fn percent(&mut self, value: u64, total: u64) -> &mut Line {
         let p = if total == 0 {
             0
@@ -127,6 +140,19 @@ impl Line {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_for_a_person() {
+        let size = |b| {
+            let mut l = Line::new();
+            l.size(b);
+            std::string::String::from_utf8(l.as_bytes().to_vec()).unwrap()
+        };
+        assert_eq!(size(497), "497 B");
+        assert_eq!(size(581632), "568.0 KiB");
+        assert_eq!(size(27843873), "26.5 MiB");
+        assert_eq!(size(3 << 30), "3.0 GiB");
+    }
 
     #[test]
     fn json_escapes_quotes_controls_and_high_bytes() {

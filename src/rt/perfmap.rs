@@ -64,6 +64,9 @@ impl Drop for View {
 
 pub fn write(file: &OpenFile, bias: u64, moved: &[Range], path: &[u8], report: &Report) {
     if moved.is_empty() {
+        report.say(|l| {
+            l.str("perf map: none written, no code was copied (code from the page cache is the file's own mapping: perf names it)");
+        });
         return;
     }
     let mut name = Line::new();

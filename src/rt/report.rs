@@ -107,10 +107,12 @@ pub fn report_program(
             l.str(" ")
                 .str(perms(s.flags))
                 .str(" huge ")
-                .dec(huge)
+                .size(huge)
                 .str(" small ")
-                .dec(s.memsz - huge);
-            if !s.is_exec() {
+                .size(s.memsz - huge);
+            if !s.is_exec() && huge > 0 {
+                l.str(": read-only data that shares 2 MiB pages with code, executable there (aggressive)");
+            } else if !s.is_exec() {
                 l.str(": not code");
             } else if settings.backend == hugeload::options::Backend::Off {
                 l.str(": huge pages off");
@@ -129,15 +131,20 @@ pub fn report_program(
     let on_huge = plan::text_on_huge(image, loaded.bias, &actual);
     report.say(|l| {
         l.str("total text ")
+            .size(text)
+            .str(" (")
             .dec(text)
-            .str(" bytes, on huge pages ")
+            .str(" bytes), on huge pages ")
+            .size(on_huge)
+            .str(" (")
             .dec(on_huge)
-            .str(" bytes (");
+            .str(" bytes, ");
         l.percent(on_huge, text)
             .str("), huge pages ")
             .dec(plan::huge_pages(&actual));
-        l.str(" of least possible ")
-            .dec(plan::least_huge_pages(image, loaded.bias));
+        l.str(" of at most ")
+            .dec(plan::least_huge_pages(image, loaded.bias))
+            .str(" possible");
         let cached: u64 = loaded
             .outcomes
             .iter()
@@ -154,6 +161,26 @@ pub fn report_program(
             .str(", backend ")
             .str(settings.backend.name());
     });
+    // What the aggressive strategy would add, where the plan could grow.
+    if settings.strategy == plan::Strategy::Conservative
+        && settings.backend != hugeload::options::Backend::Off
+    {
+        let window = if image.is_dyn() {
+            loaded.plan.reserve
+        } else {
+            Range::new(loaded.bias + image.lo(), loaded.bias + image.hi())
+        };
+        let more = plan::plan(image, loaded.bias, plan::Strategy::Aggressive, window);
+        let extra =
+            plan::huge_pages(&more.huge).saturating_sub(plan::huge_pages(&loaded.plan.huge));
+        if extra > 0 {
+            report.say(|l| {
+                l.str("hint: -s aggressive would put ").dec(extra).str(
+                    " more 2 MiB pages under the code (their non-code bytes become executable)",
+                );
+            });
+        }
+    }
 }
 
 /// Describes a fallback: why each backend tried could not take `range`.

@@ -17,9 +17,9 @@ pub struct FallbackLine {
     pub reason: String,
 }
 
-/// `hugeload: total text <T> bytes, on huge pages <H> bytes (<P>%), huge
-/// pages <U> of least possible <L> (<C> from the page cache, <K> copies),
-/// strategy <s>, backend <b>`
+/// `hugeload: total text <size> (<T> bytes), on huge pages <size> (<H>
+/// bytes, <P>%), huge pages <U> of at most <L> possible (<C> from the page
+/// cache, <K> copies), strategy <s>, backend <b>`
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TotalLine {
     pub text: u64,
@@ -133,53 +133,48 @@ pub fn parse_report(stderr: &str) -> Report {
                 });
             }
         } else if let Some(t) = rest.strip_prefix("total text ") {
-            let w: Vec<&str> = t.split_whitespace().collect();
-            let expect = |i: usize, s: &str| {
-                assert!(
-                    w.get(i) == Some(&s),
-                    "word {i} of the total line should be {s:?}: {line:?}"
-                )
+            // The sizes for a person come first; the numbers are in
+            // parentheses: `(T bytes)`, `(H bytes, P%)`.
+            let num_after = |key: &str| -> &str {
+                t.split(key)
+                    .nth(1)
+                    .and_then(|r| r.split([' ', ',', ')']).next())
+                    .unwrap_or_else(|| panic!("no {key:?} in {line:?}"))
             };
-            assert_eq!(w.len(), 26, "total line has {} words: {line:?}", w.len());
-            expect(1, "bytes,");
-            expect(2, "on");
-            expect(3, "huge");
-            expect(4, "pages");
-            expect(6, "bytes");
-            expect(8, "huge");
-            expect(9, "pages");
-            expect(11, "of");
-            expect(12, "least");
-            expect(13, "possible");
-            expect(16, "from");
-            expect(17, "the");
-            expect(18, "page");
-            expect(19, "cache,");
-            expect(21, "copies),");
-            expect(22, "strategy");
-            expect(24, "backend");
-            let percent = w[7]
-                .strip_prefix('(')
-                .and_then(|p| p.strip_suffix("%),"))
-                .unwrap_or_else(|| panic!("bad percentage in {line:?}"));
-            let strip_comma = |s: &str| {
-                s.strip_suffix(',')
-                    .unwrap_or_else(|| panic!("missing comma after {s:?} in {line:?}"))
-                    .to_string()
-            };
-            let cached = w[15]
-                .strip_prefix('(')
-                .unwrap_or_else(|| panic!("bad page-cache count in {line:?}"));
+            let text = t
+                .split_once(" (")
+                .and_then(|(_, r)| r.split_once(" bytes),"))
+                .map(|(n, _)| n)
+                .unwrap_or_else(|| panic!("no text bytes in {line:?}"));
+            let huge_part = t
+                .split_once("on huge pages ")
+                .map(|(_, r)| r)
+                .unwrap_or_else(|| panic!("no `on huge pages` in {line:?}"));
+            let (on_huge, percent) = huge_part
+                .split_once(" (")
+                .and_then(|(_, r)| r.split_once(" bytes, "))
+                .and_then(|(h, r)| Some((h, r.split_once("%),")?.0)))
+                .unwrap_or_else(|| panic!("bad `on huge pages` part in {line:?}"));
+            let used = num_after("), huge pages ");
+            let least = num_after(" of at most ");
+            let cached = num_after(" possible (");
+            let copies = num_after(" from the page cache, ");
+            assert!(t.contains(" copies), strategy "), "bad total line {line:?}");
+            let strategy = num_after(", strategy ");
+            let backend = t
+                .rsplit_once(", backend ")
+                .map(|(_, b)| b)
+                .unwrap_or_else(|| panic!("no backend in {line:?}"));
             let total = TotalLine {
-                text: parse_num(w[0], line),
-                on_huge: parse_num(w[5], line),
+                text: parse_num(text, line),
+                on_huge: parse_num(on_huge, line),
                 percent: percent.to_string(),
-                used: parse_num(w[10], line),
-                least: parse_num(w[14], line),
+                used: parse_num(used, line),
+                least: parse_num(least, line),
                 cached: parse_num(cached, line),
-                copies: parse_num(w[20], line),
-                strategy: strip_comma(w[23]),
-                backend: w[25].to_string(),
+                copies: parse_num(copies, line),
+                strategy: strategy.to_string(),
+                backend: backend.to_string(),
             };
             assert_eq!(
                 total.cached + total.copies,
