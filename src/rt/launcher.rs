@@ -64,7 +64,7 @@ pub fn main(boot: &Boot) -> ! {
         Ok(Command::Mark { files }) => mark::main(boot, 1 + files, true),
         Ok(Command::Unmark { files }) => mark::main(boot, 1 + files, false),
         Ok(Command::BinfmtRule) => mark::print_rule(),
-        Ok(Command::Stat { args }) => stat::main(boot, 1 + args),
+        Ok(Command::Stat { args }) => stat::main(boot, 1 + args, false),
         Ok(Command::Prime { args }) => prime::main(boot, 1 + args),
         Err(e) => {
             let (text, what) = e.message();
