@@ -1299,7 +1299,7 @@ fn parse_stat_text(out: &str) -> Vec<(u32, u64, u64, u64)> {
     let mut pid = None;
     for l in out.lines() {
         if let Some(p) = l.strip_prefix("pid ") {
-            pid = Some(p.trim().parse().unwrap());
+            pid = Some(p.split_whitespace().next().unwrap().parse().unwrap());
         } else if let Some(t) = l.trim_start().strip_prefix("total text ") {
             let w: Vec<&str> = t.split_whitespace().collect();
             assert!(

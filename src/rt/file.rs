@@ -236,3 +236,44 @@ pub fn for_each_dynamic(file: &OpenFile, image: &Image, f: &mut dyn FnMut(u64, u
         done += len as u64;
     }
 }
+
+/// Whether `file` holds the same bytes as the running hugeload
+/// (`/proc/self/exe`): a copy of it, whatever its name or inode.
+pub fn is_copy_of_self(file: &OpenFile) -> bool {
+    /// Larger files are not hugeload (it is about 100 KiB).
+    const MAX: u64 = 16 << 20;
+    if file.size == 0 || file.size > MAX {
+        return false;
+    }
+    let Some(path) = CPath::from_parts(&[b"/proc/self/exe"]) else {
+        return false;
+    };
+    let Ok(own) = sys::open(&path, O_RDONLY | O_CLOEXEC) else {
+        return false;
+    };
+    let same = sys::fstat(own).is_ok_and(|st| st.st_size as u64 == file.size)
+        && same_bytes(own, file.fd, file.size);
+    sys::close(own);
+    same
+}
+
+/// Whether the first `len` bytes of `a` and `b` are equal.
+fn same_bytes(a: Fd, b: Fd, len: u64) -> bool {
+    let mut x = [0u8; 4096];
+    let mut y = [0u8; 4096];
+    let mut at = 0;
+    while at < len {
+        let n = (len - at).min(x.len() as u64) as usize;
+        let (Ok(got_a), Ok(got_b)) = (
+            sys::pread(a, &mut x[..n], at),
+            sys::pread(b, &mut y[..n], at),
+        ) else {
+            return false;
+        };
+        if got_a != n || got_b != n || x[..n] != y[..n] {
+            return false;
+        }
+        at += n as u64;
+    }
+    true
+}

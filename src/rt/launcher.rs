@@ -5,8 +5,7 @@
 use super::boot::Boot;
 use super::host::Host;
 use super::load::{self, Request};
-use super::sys;
-use super::{mark, prime, stat};
+use super::{mark, out, prime, stat};
 use hugeload::options::{self, Command};
 
 const USAGE: &str = "\
@@ -59,28 +58,17 @@ pub fn main(boot: &Boot) -> ! {
                 Err(failure) => failure.exit(),
             }
         }
-        Ok(Command::Help) => {
-            sys::write_all(1, USAGE.as_bytes());
-            sys::exit(0)
-        }
+        Ok(Command::Help) => out::print_or_fail(USAGE.as_bytes()),
         Ok(Command::Version) => {
-            let version = concat!("hugeload ", env!("CARGO_PKG_VERSION"), "\n");
-            sys::write_all(1, version.as_bytes());
-            sys::exit(0)
+            out::print_or_fail(concat!("hugeload ", env!("CARGO_PKG_VERSION"), "\n").as_bytes())
         }
         Ok(Command::Mark { files }) => mark::main(boot, 1 + files, true),
         Ok(Command::Unmark { files }) => mark::main(boot, 1 + files, false),
         Ok(Command::BinfmtRule) => mark::print_rule(),
-        Ok(Command::Stat { args, json: _ }) => stat::main(boot, 1 + args),
+        Ok(Command::Stat { args, json }) => stat::main(boot, 1 + args, json),
         Ok(Command::Prime { args, json }) => prime::main(boot, 1 + args, json),
-        Err(e) => {
-            // One line and a pointer to --help, with env's status for its
-            // own errors, so it cannot pass for the program's.
-            let mut l = super::diag::line();
-            e.write(&mut l);
-            super::diag::emit(&mut l);
-            sys::write_all(2, b"Try 'hugeload --help' for more information.\n");
-            sys::exit(options::USAGE_STATUS)
-        }
+        // One line and a pointer to --help, with env's status for its own
+        // errors, so it cannot pass for the program's.
+        Err(e) => out::usage_error(|l| e.write(l)),
     }
 }

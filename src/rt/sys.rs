@@ -634,3 +634,25 @@ pub fn read_small<'b>(path: &[u8], buf: &'b mut [u8]) -> Option<&'b [u8]> {
     close(fd);
     Some(&buf[..n.ok()?])
 }
+
+/// write(2) of all of `bytes`, retrying short writes and EINTR; the first
+/// error otherwise (a write that takes nothing is EIO). [`write_all`]
+/// ignores errors: for diagnostics, where there is nothing left to tell.
+pub fn write_all_checked(fd: Fd, mut bytes: &[u8]) -> Result<()> {
+    while !bytes.is_empty() {
+        match write(fd, bytes) {
+            Ok(0) => return Err(Errno::EIO),
+            Ok(n) => bytes = &bytes[n..],
+            Err(Errno::EINTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Whether `fd` is a file of a binfmt_misc filesystem (its `register`,
+/// say).
+pub fn is_on_binfmt_misc(fd: Fd) -> bool {
+    const BINFMTFS_MAGIC: i64 = 0x4249_4e4d;
+    fstatfs(fd).is_ok_and(|fs| fs.f_type == BINFMTFS_MAGIC)
+}
