@@ -320,7 +320,7 @@ pub fn main(boot: &Boot, first: usize, json: bool) -> ! {
             None => run.fail(path, Errno::ENAMETOOLONG.into()),
         }
     }
-    run.out.flush();
+    run.out.finish_stdout();
     sys::exit(if run.failed { 1 } else { 0 })
 }
 
