@@ -38,6 +38,9 @@ done
 declare -A tool_package=(
     [gcc]=gcc [g++]=g++ [git]=git [python3]=python3 [node]=nodejs
     [readelf]=binutils [kill]=procps [java]=openjdk-17-jre-headless [setpriv]=util-linux [fincore]=util-linux
+    # tests/install.rs and the package step of .ci/run: the manual page,
+    # the zsh completion, the Debian package.
+    [man]=man-db [zsh]=zsh [dpkg-deb]=dpkg [gzip]=gzip
 )
 for tool in "${!tool_package[@]}"; do
     if ! command -v "$tool" >/dev/null 2>&1; then
@@ -71,7 +74,7 @@ fi
 log "$thp: $(cat "$thp")"
 
 log "tools:"
-for tool in cargo rustc gcc musl-gcc go node python3 git gdb patchelf strace perf; do
+for tool in cargo rustc gcc musl-gcc go node python3 git gdb patchelf strace perf man zsh dpkg-deb; do
     printf '    %-10s %s\n' "$tool" "$(command -v "$tool" || echo MISSING)" >&2
 done
 rustc --version >&2
