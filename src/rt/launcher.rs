@@ -20,14 +20,16 @@ Runs PROGRAM with its code on 2 MiB pages.
       --perf-map                           write /tmp/perf-PID.map for the code moved to huge pages
       --lock                               lock the program's code in memory (mlock)
       --stat [--json] PID...               how much code of running processes is on huge pages
-      --prime [--check] [--json] PATH...   read the code of ELF files (and under directories)
+      --prime [--check] [--json] [--list FILE] PATH...
+                                           read the code of ELF files (and under directories)
                                            into 2 MiB page-cache pages, for every later run
       --mark FILE... / --unmark FILE...    set/clear the binfmt_misc marker (e_ident[15] = 'H')
       --binfmt-rule                        print the binfmt_misc rule for /etc/binfmt.d/hugeload.conf
   -h, --help                               this text
   -V, --version                            the version
-Short options bundle (-vs aggressive); long options take --opt=value or
---opt value and may be shortened to any unambiguous prefix (--verb).
+Short options bundle (-vs aggressive); a long option takes its value after
+'=' or as the next argument, and may be shortened to any unambiguous
+prefix (--verb).
 Environment: HUGELOAD_STRATEGY, HUGELOAD_BACKEND, HUGELOAD_VERBOSE=1|2,
 HUGELOAD_OFF=1, HUGELOAD_PERFMAP=1, HUGELOAD_LOCK=1, HUGELOAD_INTERP=PATH
 (PT_INTERP mode). Values in any case; a value that means nothing is
