@@ -12,6 +12,7 @@ mod common;
 use common::*;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 /// Arguments given to every fixture: an empty one, one with a space, and
 /// ones that look like hugeload options (they belong to the program).
@@ -1044,16 +1045,22 @@ fn file_without_exec_permission_is_126() {
 }
 
 #[test]
-fn text_file_without_shebang_is_126() {
+fn text_file_without_shebang_runs_through_sh_as_env_does() {
     let dir = scratch_dir("text");
     let p = dir.join("plain.txt");
-    fs::write(&p, "echo this is not a program\n").unwrap();
+    fs::write(&p, "echo \"sh ran $0 $1\"\nexit 3\n").unwrap();
     set_mode(&p, 0o755);
-    assert_rejected(&p.to_string_lossy(), 126);
     let empty = dir.join("empty");
     fs::write(&empty, "").unwrap();
     set_mode(&empty, 0o755);
-    assert_rejected(&empty.to_string_lossy(), 126);
+    for file in [&p, &empty] {
+        let mut env = Command::new("env");
+        env.arg(file).arg("x");
+        let e = run(env);
+        let r = run(hl(&[] as &[&str], file, &["x"]));
+        assert_eq!(r.end, e.end, "{}: {}", file.display(), r.stderr_str());
+        assert_eq!(r.stdout, e.stdout, "{}", file.display());
+    }
 }
 
 #[test]

@@ -6,7 +6,8 @@
 use super::boot::Boot;
 use super::diag::{Failure, Report};
 use super::load::Request;
-use super::sys::{self, CPath};
+use super::sys::{self, CPath, Errno};
+use hugeload::error::LoadError;
 
 /// `execve(path, [argv0, ARGS...], environ)`; returns `refused` if the
 /// kernel will not run it either.
@@ -23,7 +24,8 @@ pub fn hand_over(
     });
     let args = boot.args_from(request.rest);
     let argc = 1 + args.clone().count();
-    let words = argc + 1 + boot.envc + 1;
+    // A spare word first, for the /bin/sh run below.
+    let words = 1 + argc + 1 + boot.envc + 1;
     let Ok(mut room) = sys::Scratch::new(words * 8) else {
         return refused;
     };
@@ -31,20 +33,34 @@ pub fn hand_over(
     let mut put = |i: usize, v: u64| bytes[8 * i..8 * i + 8].copy_from_slice(&v.to_ne_bytes());
     // Every string is a kernel string above the initial stack pointer,
     // NUL-terminated where it ends (argv0 may be the tail of one).
-    put(0, request.argv0.as_ptr() as u64);
+    put(1, request.argv0.as_ptr() as u64);
     for (i, a) in args.enumerate() {
-        put(1 + i, a.as_ptr() as u64);
+        put(2 + i, a.as_ptr() as u64);
     }
-    put(argc, 0);
+    put(1 + argc, 0);
     for (i, e) in boot.env_ptrs().enumerate() {
-        put(argc + 1 + i, e);
+        put(2 + argc + i, e);
     }
-    put(argc + 1 + boot.envc, 0);
-    let argv = bytes.as_ptr() as usize;
-    let envp = argv + 8 * (argc + 1);
+    put(2 + argc + boot.envc, 0);
+    let base = bytes.as_ptr() as usize;
+    let envp = base + 8 * (2 + argc);
     // SAFETY: `path` is NUL-terminated; `argv` and `envp` are NULL-ended
     // arrays of pointers to NUL-terminated strings that live in the
     // kernel's area of the stack, and `room` outlives the call.
-    let _ = unsafe { sys::execve(path, argv, envp) };
+    let r = unsafe { sys::execve(path, base + 8, envp) };
+    // A file with neither an ELF header nor `#!`: as execvp and env do,
+    // through /bin/sh, with argv [/bin/sh, PATH, ARGS...].
+    if r == Err(Errno::ENOEXEC) && refused.error == LoadError::NotElfOrScript {
+        const SH: &[u8] = b"/bin/sh\0";
+        let Some(sh) = CPath::from_parts(&[&SH[..SH.len() - 1]]) else {
+            return refused;
+        };
+        let bytes = room.bytes_mut();
+        bytes[..8].copy_from_slice(&(SH.as_ptr() as u64).to_ne_bytes());
+        bytes[8..16].copy_from_slice(&(path.as_bytes().as_ptr() as u64).to_ne_bytes());
+        // SAFETY: as above; argv[0] is a static string and argv[1] the
+        // NUL-terminated `path`, alive across the call.
+        let _ = unsafe { sys::execve(&sh, base, envp) };
+    }
     refused
 }

@@ -130,7 +130,7 @@ pub fn refusal_reason<'a>(o: &'a Run, path: &str) -> Option<&'a str> {
 
 /// The rules of the issue, for one file: `direct` is the kernel's run,
 /// `hl` hugeload's (no options).
-fn judge(path: &Path, direct: &Run, hl: &Run) -> Result<Verdict, String> {
+fn judge(path: &Path, direct: &Run, hl: &Run, via_sh: bool) -> Result<Verdict, String> {
     let p = path.to_string_lossy();
     if hl.end == End::Hung {
         return if direct.end == End::Hung {
@@ -171,7 +171,7 @@ fn judge(path: &Path, direct: &Run, hl: &Run) -> Result<Verdict, String> {
     }
     match (&direct.end, &hl.end) {
         (End::Exit(a), End::Exit(b))
-            if a == b && direct.stdout == hl.stdout && direct.stderr == hl.stderr =>
+            if a == b && direct.stdout == hl.stdout && same_stderr(direct, hl, via_sh) =>
         {
             Ok(Verdict::RanLikeKernel)
         }
@@ -185,6 +185,24 @@ fn judge(path: &Path, direct: &Run, hl: &Run) -> Result<Verdict, String> {
         )),
         _ => Err("neither a one-line refusal nor the kernel's run".into()),
     }
+}
+
+/// The same stderr; through /bin/sh, the same lines in any order (a file of
+/// random bytes holds `&`: sh runs parts of it as background jobs).
+fn same_stderr(a: &Run, b: &Run, via_sh: bool) -> bool {
+    if !via_sh {
+        return a.stderr == b.stderr;
+    }
+    let lines = |r: &Run| {
+        let mut v: Vec<Vec<u8>> = r
+            .stderr
+            .split(|&c| c == b'\n')
+            .map(<[u8]>::to_vec)
+            .collect();
+        v.sort();
+        v
+    };
+    lines(a) == lines(b)
 }
 
 /// One hostile file run by the kernel and through hugeload (no options,
@@ -222,9 +240,21 @@ impl Tried {
 /// `tally`.
 pub fn try_file(path: &Path, scratch: &Path, tally: &mut Tally) -> Tried {
     let args = ["arg"];
-    let direct = run_limited(kernel_command(path, &args), Stdin::Null, FILE_LIMIT);
+    let mut direct = run_limited(kernel_command(path, &args), Stdin::Null, FILE_LIMIT);
+    // A file with neither an ELF header nor `#!` that the kernel refuses
+    // runs, as execvp and env run it, through /bin/sh: hugeload does that
+    // too, so that is the reference.
+    let head = fs::read(path).unwrap_or_default();
+    let neither = !head.starts_with(b"\x7fELF") && !head.starts_with(b"#!");
+    const ENOEXEC: i32 = 8;
+    if neither && direct.end == End::ExecError(ENOEXEC) {
+        let mut sh = std::process::Command::new("/bin/sh");
+        sh.arg(path).args(args);
+        clear_hugeload_env(&mut sh);
+        direct = run_limited(sh, Stdin::Null, FILE_LIMIT);
+    }
     let hl = run_limited(hl(&[] as &[&str], path, &args), Stdin::Null, FILE_LIMIT);
-    let verdict = judge(path, &direct, &hl).and_then(|v| {
+    let verdict = judge(path, &direct, &hl, neither).and_then(|v| {
         let refused = match v {
             Verdict::Refused(code) => Some(code),
             Verdict::RanLikeKernel | Verdict::BothHung => None,
