@@ -40,9 +40,10 @@ pub fn real_copy(program: impl AsRef<Path>) -> Result<PathBuf, Skip> {
         elf.display(),
         found.display()
     );
-    static CELLS: OnceLock<Mutex<HashMap<String, &'static OnceLock<(PathBuf, PathBuf)>>>> =
-        OnceLock::new();
-    let cell: &'static OnceLock<(PathBuf, PathBuf)> = *lock(CELLS.get_or_init(Default::default))
+    /// One copy per name: (the program copied, the copy).
+    type Cell = OnceLock<(PathBuf, PathBuf)>;
+    static CELLS: OnceLock<Mutex<HashMap<String, &'static Cell>>> = OnceLock::new();
+    let cell: &'static Cell = lock(CELLS.get_or_init(Default::default))
         .entry(name.clone())
         .or_insert_with(|| Box::leak(Box::new(OnceLock::new())));
     let (source, copy) = cell.get_or_init(|| (elf.clone(), copy_real(&elf, &name)));
