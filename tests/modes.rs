@@ -932,12 +932,36 @@ fn binfmt_misc_in_user_namespace() {
         }),
         Err(s) => skipped.push(s.0),
     }
+    // A marked program that changed since it was marked: it now asks for an
+    // executable stack, which hugeload does not load (and --mark would
+    // refuse). The kernel runs an unmarked copy.
+    let probe = or_skip!(fixture("probe-glibc-pie"));
+    let mut bytes = fs::read(&probe).unwrap();
+    bytes[15] = b'H';
+    let elf = ElfInfo::read(&probe);
+    let stack = elf
+        .phdrs
+        .iter()
+        .position(|p| p.p_type == 0x6474_e551)
+        .expect("probe has a PT_GNU_STACK");
+    let at = elf.e_phoff as usize + stack * 56 + 4;
+    bytes[at] |= PF_X as u8;
+    let changed = work.join("changed-src");
+    fs::create_dir_all(&work).unwrap();
+    fs::write(&changed, &bytes).unwrap();
+    set_mode(&changed, 0o755);
+    let mut text = binfmt_script(hugeload(), &out, &work, &modes_pie, &cases);
+    let tail = text.rfind("exit 0\n").unwrap();
+    text.insert_str(
+        tail,
+        &format!(
+            "mkdir -p \"$W/changed\" && cd \"$W/changed\" && cp {} prog && chmod 755 prog\n\
+             run changed marked ./prog a\n",
+            sh_quote(&changed.to_string_lossy())
+        ),
+    );
     let script = dir.join("binfmt.sh");
-    fs::write(
-        &script,
-        binfmt_script(hugeload(), &out, &work, &modes_pie, &cases),
-    )
-    .unwrap();
+    fs::write(&script, text).unwrap();
     let mut c = command(&unshare);
     c.args(["--user", "--map-root-user", "--mount", "sh"])
         .arg(&script);
@@ -1047,6 +1071,30 @@ fn binfmt_misc_in_user_namespace() {
             assert_from_page_cache(&i, used, 12);
         }
     }
+
+    // The program changed since it was marked runs as an unmarked copy, as
+    // it runs directly (outside the namespace, no rule: the kernel).
+    let (cout, cerr, crc) = binfmt_result(&out, "changed", "marked");
+    let mut direct = command(&changed);
+    direct.arg("a");
+    let d = run(direct);
+    assert_eq!(crc, d.code("the changed program, directly"), "{cerr}");
+    assert!(
+        cerr.contains("handed to the kernel as an unmarked copy"),
+        "the changed program: no hand-over line (HUGELOAD_VERBOSE=1):\n{cerr}"
+    );
+    let argv = |s: &str| -> Vec<String> {
+        s.lines()
+            .filter(|l| l.starts_with("argv["))
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(
+        argv(&cout),
+        vec!["argv[0]=./prog".to_string(), "argv[1]=a".to_string()],
+        "{cout}"
+    );
+    let _ = argv(&d.stdout_str());
 
     // Execute-only.
     let (_, _, crc) = binfmt_result(&out, "xonly", "cat");

@@ -64,3 +64,66 @@ pub fn hand_over(
     }
     refused
 }
+
+/// binfmt_misc mode: a marked program hugeload will not load itself (it
+/// changed since it was marked: an executable stack, say) cannot go back to
+/// the kernel by its path, which would hand it to hugeload again. So the
+/// kernel gets a copy in memory with the marker cleared (a memfd, run with
+/// execveat): the program runs as it would unmarked. Returns `refused` if
+/// the file cannot be read (execute-only) or the kernel refuses the copy.
+pub fn hand_over_unmarked(
+    boot: &Boot,
+    request: &Request,
+    path: &CPath,
+    refused: Failure,
+    report: &Report,
+) -> Failure {
+    use linux_raw_sys::general::{MFD_CLOEXEC, O_CLOEXEC, O_RDONLY};
+    let file = match request.execfd {
+        Some(fd) => fd,
+        None => match sys::open(path, O_RDONLY | O_CLOEXEC) {
+            Ok(fd) => fd,
+            Err(_) => return refused,
+        },
+    };
+    let Some(name) = CPath::from_parts(&[b"hugeload:unmarked"]) else {
+        return refused;
+    };
+    let Ok(copy) = sys::memfd_create(&name, MFD_CLOEXEC) else {
+        return refused;
+    };
+    let size = sys::fstat(file).map(|st| st.st_size as u64).unwrap_or(0);
+    let copied = sys::copy_all(file, copy, size).is_ok()
+        && sys::pwrite(copy, &[0], hugeload::elf::MARK_INDEX as u64).is_ok();
+    if !copied {
+        sys::close(copy);
+        return refused;
+    }
+    report.say(|l| {
+        l.bytes(refused.text())
+            .str(": handed to the kernel as an unmarked copy, which loads it without huge pages");
+    });
+    let args = boot.args_from(request.rest);
+    let argc = 1 + args.clone().count();
+    let words = argc + 1 + boot.envc + 1;
+    let Ok(mut room) = sys::Scratch::new(words * 8) else {
+        return refused;
+    };
+    let bytes = room.bytes_mut();
+    let mut put = |i: usize, v: u64| bytes[8 * i..8 * i + 8].copy_from_slice(&v.to_ne_bytes());
+    put(0, request.argv0.as_ptr() as u64);
+    for (i, a) in args.enumerate() {
+        put(1 + i, a.as_ptr() as u64);
+    }
+    put(argc, 0);
+    for (i, e) in boot.env_ptrs().enumerate() {
+        put(argc + 1 + i, e);
+    }
+    put(argc + 1 + boot.envc, 0);
+    let base = bytes.as_ptr() as usize;
+    // SAFETY: NULL-ended arrays of pointers to the kernel's NUL-terminated
+    // strings, alive across the call.
+    let _ = unsafe { sys::execveat_fd(copy, base, base + 8 * (argc + 1)) };
+    sys::close(copy);
+    refused
+}

@@ -83,6 +83,13 @@ pub fn load(
         Err(f) if request.kernel_fallback && f.error.kernel_may_run() => {
             return Err(kernel::hand_over(boot, request, &named, f, &report));
         }
+        // binfmt_misc: a marked program that changed since it was marked
+        // (an executable stack, say) goes to the kernel unmarked.
+        Err(f) if f.error.kernel_may_run() => {
+            return Err(kernel::hand_over_unmarked(
+                boot, request, &named, f, &report,
+            ));
+        }
         Err(f) => return Err(f),
     };
     let placement = image::plan_program(&program.elf.image, settings);

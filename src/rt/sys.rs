@@ -483,6 +483,42 @@ pub unsafe fn execve(path: &CPath, argv: usize, envp: usize) -> Result<()> {
     check(unsafe { syscall!(Sysno::execve, path.ptr(), argv, envp) }).map(|_| ())
 }
 
+/// execveat(fd, "", argv, envp, AT_EMPTY_PATH): executes the open file.
+///
+/// # Safety
+/// As [`execve`].
+pub unsafe fn execveat_fd(fd: Fd, argv: usize, envp: usize) -> Result<()> {
+    const AT_EMPTY_PATH: usize = 0x1000;
+    let empty = b"\0";
+    // SAFETY: the caller guarantees the arrays; the path is an empty string.
+    check(unsafe {
+        syscall!(
+            Sysno::execveat,
+            fd,
+            empty.as_ptr(),
+            argv,
+            envp,
+            AT_EMPTY_PATH
+        )
+    })
+    .map(|_| ())
+}
+
+/// Copies the first `len` bytes of `from` to `to` (sendfile, from offset 0).
+pub fn copy_all(from: Fd, to: Fd, len: u64) -> Result<()> {
+    let mut offset: u64 = 0;
+    while offset < len {
+        let chunk = (len - offset).min(1 << 30) as usize;
+        // SAFETY: the kernel reads and updates the `offset` word.
+        let n =
+            check(unsafe { syscall!(Sysno::sendfile, to, from, &mut offset as *mut u64, chunk) })?;
+        if n == 0 {
+            return Err(Errno::EIO);
+        }
+    }
+    Ok(())
+}
+
 /// getdents64(2): directory entries of `dir` into `buf`; 0 at the end.
 pub fn getdents(dir: Fd, buf: &mut [u8]) -> Result<usize> {
     // SAFETY: the kernel writes at most `buf.len()` bytes into `buf`.
