@@ -2036,3 +2036,54 @@ fn pt_interp_without_proc() {
         );
     }
 }
+
+/// A stripped program whose few dynamic symbols cover little of the code
+/// moved to huge pages still gets one perf-map line per moved range (next
+/// to its symbols), so no sample there is left without a name; with the
+/// page cache, no map is needed and none is written.
+#[test]
+fn perf_map_of_a_stripped_program_with_a_few_dynamic_symbols() {
+    let gcc = or_skip!(need_tool("gcc"));
+    let strip = or_skip!(need_tool("strip"));
+    let dir = scratch_dir("perfmap-dynsym");
+    let prog = dir.join("view-rdynamic");
+    let mut c = Command::new(gcc);
+    c.args(["-O1", "-pie", "-fPIE", "-rdynamic", "-DPAD_MB=8"])
+        .arg(fixture_sources().join("view.c"))
+        .arg("-o")
+        .arg(&prog);
+    assert!(run(c).success());
+    let mut c = Command::new(strip);
+    c.arg("--strip-all").arg(&prog);
+    assert!(run(c).success());
+    let r = run(hl(&["--perf-map", "-b", "thp"], &prog, &["base"]));
+    assert_eq!(r.code("view base"), 0, "{}", r.stderr_str());
+    // The map hugeload wrote for that run: the newest naming the program.
+    let newest = fs::read_dir("/tmp")
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("perf-"))
+        .filter(|e| {
+            fs::read_to_string(e.path()).is_ok_and(|t| t.contains(&*prog.to_string_lossy()))
+        })
+        .max_by_key(|e| e.metadata().and_then(|m| m.modified()).ok())
+        .expect("no perf map names the program");
+    let text = fs::read_to_string(newest.path()).unwrap();
+    let _ = fs::remove_file(newest.path());
+    let range_line = format!("[{}]", prog.display());
+    assert!(
+        text.lines().any(|l| l.ends_with(&range_line)),
+        "no range line:\n{text}"
+    );
+    assert!(
+        text.lines().any(|l| !l.contains('[')),
+        "no symbol line:\n{text}"
+    );
+    // The page cache: the code is the file's own mapping; no map.
+    let r = run(hl(&["-v", "--perf-map"], &prog, &["base"]));
+    assert!(
+        r.stderr_str().contains("perf map: none written"),
+        "{}",
+        r.stderr_str()
+    );
+}

@@ -89,6 +89,7 @@ pub fn write(file: &OpenFile, bias: u64, moved: &[Range], path: &[u8], report: &
     };
     let mut out = Out::new(fd);
     let mut count = 0u64;
+    let mut covered = 0u64;
     let mut header = [0u8; EHDR_SIZE];
     let header = file
         .read_exact(&mut header, 0)
@@ -114,6 +115,7 @@ pub fn write(file: &OpenFile, bias: u64, moved: &[Range], path: &[u8], report: &
                     bias,
                     moved,
                     |start, size, fname| {
+                        covered += size;
                         let mut l = Line::new();
                         l.hex(start, 0)
                             .str(" ")
@@ -128,8 +130,11 @@ pub fn write(file: &OpenFile, bias: u64, moved: &[Range], path: &[u8], report: &
             }
         }
     }
-    if count == 0 {
-        // A stripped program: one line per moved range, naming the file.
+    // A stripped program, or one whose few (dynamic) symbols cover less
+    // than half of the moved code: one line per moved range too, naming the
+    // file, so that no sample there is left without a name.
+    let moved_bytes: u64 = moved.iter().map(|r| r.len()).sum();
+    if count == 0 || covered < moved_bytes / 2 {
         for r in moved {
             let mut l = Line::new();
             l.hex(r.start, 0)
