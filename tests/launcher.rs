@@ -884,6 +884,44 @@ fn env_shebang_loads_the_named_program() {
     assert_eq!(r.code("env no-such"), 127, "{}", r.stderr_str());
 }
 
+/// An executable stack: the kernel runs it, so hugeload hands it over,
+/// with `-b off` and `HUGELOAD_OFF=1` too.
+#[test]
+fn executable_stack_runs_as_the_kernel_runs_it() {
+    let gcc = or_skip!(need_tool("gcc"));
+    let dir = scratch_dir("execstack");
+    let src = dir.join("es.c");
+    fs::write(
+        &src,
+        "#include <stdio.h>\nint main(int c, char **v) { puts(v[1]); return 3; }\n",
+    )
+    .unwrap();
+    let prog = dir.join("es");
+    let mut c = Command::new(gcc);
+    c.arg("-zexecstack").arg(&src).arg("-o").arg(&prog);
+    assert!(run(c).success());
+    assert_like_kernel(&prog);
+}
+
+/// `--help` and `--version` to a full device: one line, status 1.
+#[test]
+fn help_to_a_full_device_fails() {
+    for opt in ["--help", "--version"] {
+        let mut c = Command::new("sh");
+        c.arg("-c")
+            .arg("exec \"$0\" \"$1\" > /dev/full")
+            .arg(hugeload())
+            .arg(opt);
+        clear_hugeload_env(&mut c);
+        let r = run(c);
+        assert_eq!(r.code(opt), 1, "{}", r.stderr_str());
+        assert_eq!(
+            r.stderr_str(),
+            "hugeload: write error: No space left on device\n"
+        );
+    }
+}
+
 /// `hugeload ""` names the empty argument.
 #[test]
 fn empty_program_name_is_named() {
@@ -996,12 +1034,22 @@ fn assert_like_kernel(path: &Path) {
         assert_rejected(&path.to_string_lossy(), 126);
         return;
     }
-    let via = hl(&[] as &[&str], path, &["arg"]);
-    let what = describe(&via);
-    let h = run(via);
-    assert_eq!(h.end, d.end, "`{what}`\nstderr:\n{}", h.stderr_str());
-    assert_eq!(h.stdout_str(), d.stdout_str(), "`{what}`");
-    assert_eq!(h.stderr_str(), d.stderr_str(), "`{what}`");
+    // Whatever the options: "off" too means "as the kernel runs it".
+    for (opts, off) in [
+        (&[][..], false),
+        (&["-b", "off"][..], false),
+        (&[][..], true),
+    ] {
+        let mut via = hl(opts, path, &["arg"]);
+        if off {
+            via.env("HUGELOAD_OFF", "1");
+        }
+        let what = describe(&via);
+        let h = run(via);
+        assert_eq!(h.end, d.end, "`{what}`\nstderr:\n{}", h.stderr_str());
+        assert_eq!(h.stdout_str(), d.stdout_str(), "`{what}`");
+        assert_eq!(h.stderr_str(), d.stderr_str(), "`{what}`");
+    }
     let r = run(hl(&["-v"], path, &["arg"]));
     assert!(
         r.stderr_str().lines().any(|l| l.starts_with("hugeload: ")
