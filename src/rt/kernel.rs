@@ -22,32 +22,14 @@ pub fn hand_over(
         l.bytes(refused.text())
             .str(": handed to the kernel (execve), which loads it without huge pages");
     });
-    let args = boot.args_from(request.rest);
-    let argc = 1 + args.clone().count();
     // A spare word first, for the /bin/sh run below.
-    let words = 1 + argc + 1 + boot.envc + 1;
-    let Ok(mut room) = sys::Scratch::new(words * 8) else {
+    let Some(mut v) = Vectors::new(boot, request, 1) else {
         return refused;
     };
-    let bytes = room.bytes_mut();
-    let mut put = |i: usize, v: u64| bytes[8 * i..8 * i + 8].copy_from_slice(&v.to_ne_bytes());
-    // Every string is a kernel string above the initial stack pointer,
-    // NUL-terminated where it ends (argv0 may be the tail of one).
-    put(1, request.argv0.as_ptr() as u64);
-    for (i, a) in args.enumerate() {
-        put(2 + i, a.as_ptr() as u64);
-    }
-    put(1 + argc, 0);
-    for (i, e) in boot.env_ptrs().enumerate() {
-        put(2 + argc + i, e);
-    }
-    put(2 + argc + boot.envc, 0);
-    let base = bytes.as_ptr() as usize;
-    let envp = base + 8 * (2 + argc);
     // SAFETY: `path` is NUL-terminated; `argv` and `envp` are NULL-ended
     // arrays of pointers to NUL-terminated strings that live in the
-    // kernel's area of the stack, and `room` outlives the call.
-    let r = unsafe { sys::execve(path, base + 8, envp) };
+    // kernel's area of the stack, and `v` outlives the call.
+    let r = unsafe { sys::execve(path, v.argv, v.envp) };
     // A file with neither an ELF header nor `#!`: as execvp and env do,
     // through /bin/sh, with argv [/bin/sh, PATH, ARGS...].
     if r == Err(Errno::ENOEXEC) && refused.error == LoadError::NotElfOrScript {
@@ -55,12 +37,11 @@ pub fn hand_over(
         let Some(sh) = CPath::from_parts(&[&SH[..SH.len() - 1]]) else {
             return refused;
         };
-        let bytes = room.bytes_mut();
-        bytes[..8].copy_from_slice(&(SH.as_ptr() as u64).to_ne_bytes());
-        bytes[8..16].copy_from_slice(&(path.as_bytes().as_ptr() as u64).to_ne_bytes());
+        v.put(0, SH.as_ptr() as u64);
+        v.put(1, path.as_bytes().as_ptr() as u64);
         // SAFETY: as above; argv[0] is a static string and argv[1] the
         // NUL-terminated `path`, alive across the call.
-        let _ = unsafe { sys::execve(&sh, base, envp) };
+        let _ = unsafe { sys::execve(&sh, v.argv - 8, v.envp) };
     }
     refused
 }
@@ -103,27 +84,54 @@ pub fn hand_over_unmarked(
         l.bytes(refused.text())
             .str(": handed to the kernel as an unmarked copy, which loads it without huge pages");
     });
-    let args = boot.args_from(request.rest);
-    let argc = 1 + args.clone().count();
-    let words = argc + 1 + boot.envc + 1;
-    let Ok(mut room) = sys::Scratch::new(words * 8) else {
+    let Some(v) = Vectors::new(boot, request, 0) else {
+        sys::close(copy);
         return refused;
     };
-    let bytes = room.bytes_mut();
-    let mut put = |i: usize, v: u64| bytes[8 * i..8 * i + 8].copy_from_slice(&v.to_ne_bytes());
-    put(0, request.argv0.as_ptr() as u64);
-    for (i, a) in args.enumerate() {
-        put(1 + i, a.as_ptr() as u64);
-    }
-    put(argc, 0);
-    for (i, e) in boot.env_ptrs().enumerate() {
-        put(argc + 1 + i, e);
-    }
-    put(argc + 1 + boot.envc, 0);
-    let base = bytes.as_ptr() as usize;
     // SAFETY: NULL-ended arrays of pointers to the kernel's NUL-terminated
     // strings, alive across the call.
-    let _ = unsafe { sys::execveat_fd(copy, base, base + 8 * (argc + 1)) };
+    let _ = unsafe { sys::execveat_fd(copy, v.argv, v.envp) };
     sys::close(copy);
     refused
+}
+
+/// The argv and envp arrays of an execve, in a scratch buffer: `spare`
+/// free words, then argv0 and the arguments hugeload got, NULL, the
+/// environment, NULL. Every string is the kernel's, above the initial
+/// stack pointer, NUL-terminated where it ends (argv0 may be the tail of
+/// one).
+struct Vectors {
+    room: sys::Scratch,
+    argv: usize,
+    envp: usize,
+}
+
+impl Vectors {
+    fn new(boot: &Boot, request: &Request, spare: usize) -> Option<Vectors> {
+        let args = boot.args_from(request.rest);
+        let argc = 1 + args.clone().count();
+        let words = spare + argc + 1 + boot.envc + 1;
+        let mut room = sys::Scratch::new(words * 8).ok()?;
+        let base = room.bytes_mut().as_ptr() as usize;
+        let mut v = Vectors {
+            room,
+            argv: base + 8 * spare,
+            envp: base + 8 * (spare + argc + 1),
+        };
+        v.put(spare, request.argv0.as_ptr() as u64);
+        for (i, a) in args.enumerate() {
+            v.put(spare + 1 + i, a.as_ptr() as u64);
+        }
+        v.put(spare + argc, 0);
+        for (i, e) in boot.env_ptrs().enumerate() {
+            v.put(spare + argc + 1 + i, e);
+        }
+        v.put(spare + argc + 1 + boot.envc, 0);
+        Some(v)
+    }
+
+    /// Word `i` of the buffer (the spare words come first).
+    fn put(&mut self, i: usize, value: u64) {
+        self.room.bytes_mut()[8 * i..8 * i + 8].copy_from_slice(&value.to_ne_bytes());
+    }
 }
