@@ -5,15 +5,22 @@
 
 use super::boot::Boot;
 use super::diag::{Failure, Report};
-use super::load::Request;
 use super::sys::{self, CPath, Errno};
 use hugeload::error::LoadError;
+
+/// What a hand-over needs of the request: argv0, where the program's
+/// arguments start in hugeload's argv, binfmt_misc's AT_EXECFD.
+pub struct Args<'a> {
+    pub argv0: &'a [u8],
+    pub rest: usize,
+    pub execfd: Option<sys::Fd>,
+}
 
 /// `execve(path, [argv0, ARGS...], environ)`; returns `refused` if the
 /// kernel will not run it either.
 pub fn hand_over(
     boot: &Boot,
-    request: &Request,
+    request: &Args,
     path: &CPath,
     refused: Failure,
     report: &Report,
@@ -54,7 +61,7 @@ pub fn hand_over(
 /// the file cannot be read (execute-only) or the kernel refuses the copy.
 pub fn hand_over_unmarked(
     boot: &Boot,
-    request: &Request,
+    request: &Args,
     path: &CPath,
     refused: Failure,
     report: &Report,
@@ -107,7 +114,7 @@ struct Vectors {
 }
 
 impl Vectors {
-    fn new(boot: &Boot, request: &Request, spare: usize) -> Option<Vectors> {
+    fn new(boot: &Boot, request: &Args, spare: usize) -> Option<Vectors> {
         let args = boot.args_from(request.rest);
         let argc = 1 + args.clone().count();
         let words = spare + argc + 1 + boot.envc + 1;

@@ -43,6 +43,17 @@ pub struct Request<'a> {
     pub kernel_fallback: bool,
 }
 
+impl Request<'_> {
+    /// What a hand-over to the kernel needs of it.
+    fn args(&self) -> kernel::Args<'_> {
+        kernel::Args {
+            argv0: self.argv0,
+            rest: self.rest,
+            execfd: self.execfd,
+        }
+    }
+}
+
 /// What the final jump needs.
 pub struct Handoff {
     pub entry: u64,
@@ -81,13 +92,17 @@ pub fn load(
     let (program, interp) = match checked {
         Ok(checked) => checked,
         Err(f) if request.kernel_fallback && f.error.kernel_may_run() => {
-            return Err(kernel::hand_over(boot, request, &named, f, &report));
+            return Err(kernel::hand_over(boot, &request.args(), &named, f, &report));
         }
         // binfmt_misc: a marked program that changed since it was marked
         // (an executable stack, say) goes to the kernel unmarked.
         Err(f) if f.error.kernel_may_run() => {
             return Err(kernel::hand_over_unmarked(
-                boot, request, &named, f, &report,
+                boot,
+                &request.args(),
+                &named,
+                f,
+                &report,
             ));
         }
         Err(f) => return Err(f),
