@@ -9,10 +9,11 @@
 //!   through hugeload. hugeload either refuses it (exit 126/127, exactly one
 //!   stderr line `hugeload: PATH: reason`, the kernel's errno class, nothing
 //!   mapped: checked with strace) or runs it exactly as the kernel does
-//!   (same stdout, exit status or signal). It may refuse a file the kernel
-//!   runs only for its two documented reasons: a W+X segment and an
-//!   executable stack. It never hangs, and is never killed by a signal the
-//!   direct run did not get (`hostile/verdict.rs`).
+//!   (same stdout, exit status or signal): a file the kernel runs but
+//!   hugeload does not load itself is handed to the kernel, and one with
+//!   neither an ELF header nor `#!` runs through /bin/sh as execvp runs it.
+//!   It never hangs, and is never killed by a signal the direct run did not
+//!   get (`hostile/verdict.rs`).
 //! - **Hostile environments** (`hostile/env.rs`): THP disabled for the
 //!   process, an empty hugetlb pool, a pool that runs out part-way through
 //!   the text, RLIMIT_AS and RLIMIT_DATA too small for a second copy of the
@@ -52,36 +53,6 @@ mod verdict;
 #[path = "hostile/views.rs"]
 mod views;
 
-/// One test per entry, named after the function (in its module) that is
-/// the test.
-macro_rules! hostile_tests {
-    ($($module:ident :: $test:ident;)*) => {$(
-        #[test]
-        fn $test() {
-            $module::$test();
-        }
-    )*};
-}
-
-hostile_tests! {
-    // Malformed files.
-    corpus::corpus_files_are_refused_or_run_like_the_kernel;
-    mutants::mutated_files_are_refused_or_run_like_the_kernel;
-    mutants::file_truncated_while_loading;
-    // Hostile environments.
-    env::thp_disabled_for_the_process;
-    env::empty_hugetlb_pool;
-    env::hugetlb_pool_exhausted_part_way;
-    env::rlimit_as_too_small_for_a_second_copy;
-    env::rlimit_data_too_small_for_a_second_copy;
-    env::small_rlimit_stack;
-    env::mdwe_refuses_exec_gain;
-    env::seccomp_denies_write_execute;
-    env::signals_during_the_load;
-    env::fifty_concurrent_launches_share_a_small_pool;
-    // Promises.
-    promises::no_mapping_is_ever_writable_and_executable;
-    promises::pie_bases_are_randomized;
-    views::program_view_is_the_kernels;
-    views::program_view_is_the_kernels_under_binfmt_misc;
-}
+// The tests are the `#[test]` functions of these modules: malformed files
+// (corpus, mutants), hostile environments (env), promises (promises,
+// views).

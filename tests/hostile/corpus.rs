@@ -206,6 +206,7 @@ fn differences(e: &Expected, t: &Tried) -> Vec<String> {
 /// (see tests/hostile.rs), and with the verdicts tests/corpus/expected.tsv
 /// gives it (hugeload's status, a fragment of its reason, the kernel's
 /// verdict). A failure names every file that differs.
+#[test]
 pub fn corpus_files_are_refused_or_run_like_the_kernel() {
     or_skip!(need_tool("strace"));
     let scratch = scratch_dir("hostile-corpus");

@@ -21,6 +21,7 @@ const SIGWINCH: i32 = 28;
 /// THP disabled for the process: `-b thp` gives up every range and says
 /// why; `-b auto` still gets hugetlb pages; the program's view is the
 /// direct run's.
+#[test]
 pub fn thp_disabled_for_the_process() {
     let prog = or_skip!(fixture("view-16"));
     let _pool = pool_shared();
@@ -52,6 +53,7 @@ pub fn thp_disabled_for_the_process() {
 
 /// An empty hugetlb pool with `-b hugetlb`: the program runs on 4 KiB
 /// pages and `-v` names the pool; `-b auto` turns to THP.
+#[test]
 pub fn empty_hugetlb_pool() {
     let prog = or_skip!(fixture("view-16"));
     let _pool = pool_exclusive();
@@ -85,6 +87,7 @@ pub fn empty_hugetlb_pool() {
 /// to THP (`-b auto`); never a hole: every page of the text is mapped
 /// executable (smaps) and the program's checksum of its text is the direct
 /// run's. The pool is whole again afterwards.
+#[test]
 pub fn hugetlb_pool_exhausted_part_way() {
     const PAGES: u64 = 20;
     let prog = or_skip!(fixture("view-64"));
@@ -180,6 +183,7 @@ fn smallest_limit(setting: &str, prog: &Path, expected: &[u8], mut lo: u64, mut 
 /// RLIMIT_AS with room for the direct run and 8 MiB more, far from a second
 /// copy of the 64 MiB text: the program runs, every block is huge or given
 /// up with a reason.
+#[test]
 pub fn rlimit_as_too_small_for_a_second_copy() {
     let prog = or_skip!(fixture("view-64"));
     let _wrap = or_skip!(fixture("hostile_wrap"));
@@ -204,6 +208,7 @@ pub fn rlimit_as_too_small_for_a_second_copy() {
 
 /// RLIMIT_DATA with 4 MiB to spare over the direct run's need: THP's
 /// private copy cannot be made (`-v` says so), hugetlb's shared one can.
+#[test]
 pub fn rlimit_data_too_small_for_a_second_copy() {
     let prog = or_skip!(fixture("view-64"));
     let _wrap = or_skip!(fixture("hostile_wrap"));
@@ -239,6 +244,7 @@ pub fn rlimit_data_too_small_for_a_second_copy() {
 /// kernel randomizes how much of those 16 KiB the start-up finds free, so
 /// each program runs 30 times directly (all must succeed for it to count)
 /// and 30 times through hugeload under each option set (all must succeed).
+#[test]
 pub fn small_rlimit_stack() {
     const RUNS: usize = 30;
     let _pool = pool_shared();
@@ -311,6 +317,7 @@ pub fn small_rlimit_stack() {
 /// MDWE (PR_MDWE_REFUSE_EXEC_GAIN): THP cannot be used (`-v` says so),
 /// hugetlb still is (smaps agrees), the program's view is the direct
 /// run's.
+#[test]
 pub fn mdwe_refuses_exec_gain() {
     hostile_exec_policy(&MDWE);
 }
@@ -318,6 +325,7 @@ pub fn mdwe_refuses_exec_gain() {
 /// A seccomp filter like systemd's MemoryDenyWriteExecute=: THP's mprotect
 /// fails and the range falls back to the file mapping; hugetlb, which maps
 /// a filled file read+exec without mprotect, still works.
+#[test]
 pub fn seccomp_denies_write_execute() {
     hostile_exec_policy(&SECCOMP_WX);
 }
@@ -401,6 +409,7 @@ fn hostile_exec_policy(policy: &ExecPolicy) {
 /// directly; signals sent again and again during the load (SIGUSR1 blocked
 /// by the caller, SIGCHLD, SIGWINCH, SIGURG, SIGCONT, SIGSTOP+SIGCONT)
 /// change nothing: 24 launches, all with the direct run's output.
+#[test]
 pub fn signals_during_the_load() {
     let prog = or_skip!(fixture("view-16"));
     let viewer = or_skip!(fixture("view-pie"));
@@ -521,6 +530,7 @@ fn blocks_usr1(pid: u32) -> bool {
 /// 50 launches of a program with 16 MiB of text at once, all held alive
 /// together, with a hugetlb pool of 32 pages: all run correctly, whichever
 /// backend each got, and the pool's free pages end where they started.
+#[test]
 pub fn fifty_concurrent_launches_share_a_small_pool() {
     const N: usize = 50;
     const PAGES: u64 = 32;

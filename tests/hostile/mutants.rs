@@ -87,6 +87,7 @@ fn mutate(rng: &mut Rng, good: &[u8]) -> (Vec<u8>, String) {
 
 /// 300 seeded mutations of tests/corpus/good-static.bad, with the corpus's
 /// rules. Violating files are kept in the scratch directory.
+#[test]
 pub fn mutated_files_are_refused_or_run_like_the_kernel() {
     or_skip!(need_tool("strace"));
     const CASES: usize = 300;
@@ -123,6 +124,7 @@ pub fn mutated_files_are_refused_or_run_like_the_kernel() {
 ///
 /// hugeload itself never dies: a signal before the report line, or any
 /// other signal, fails.
+#[test]
 pub fn file_truncated_while_loading() {
     let prog = or_skip!(fixture("view-64"));
     let _pool = pool_shared();

@@ -138,6 +138,7 @@ fn scan_traces(prefix: &Path, whole: bool) -> WxFindings {
 /// hugetlb no mprotect adds exec to a huge range at all. mprotects that
 /// make a range executable after it was writable (THP's copy, hugeload's
 /// own image) are counted and reported.
+#[test]
 pub fn no_mapping_is_ever_writable_and_executable() {
     or_skip!(need_tool("strace"));
     let prog = or_skip!(fixture("view-64"));
@@ -237,6 +238,7 @@ fn randomized() -> bool {
 
 /// Two (here: three) launches of a PIE give three different bases, in
 /// launcher and in PT_INTERP mode, as direct runs do.
+#[test]
 pub fn pie_bases_are_randomized() {
     if !randomized() {
         skip("ASLR is off (kernel.randomize_va_space = 0)");

@@ -113,6 +113,7 @@ pub fn compare_views(d: &Run, h: &Run, ignore_exe: bool) -> Result<(), String> {
 /// static and a musl static program, under several option sets; PT_INTERP
 /// mode through a patchelf'd copy; and with blocked/ignored signals,
 /// no_new_privs, and changed RLIMIT_STACK, RLIMIT_DATA and RLIMIT_AS.
+#[test]
 pub fn program_view_is_the_kernels() {
     let pie = or_skip!(fixture("view-pie"));
     or_skip!(need_tool("patchelf"));
@@ -237,6 +238,7 @@ fn ns_outcome(out: &Path, r: &NsRun) -> Run {
 /// AT_EXECFD must be neither in the auxv nor open in the program. Glibc
 /// PIE, glibc static and musl static, with the same settings as the other
 /// modes.
+#[test]
 pub fn program_view_is_the_kernels_under_binfmt_misc() {
     let unshare = or_skip!(need_tool("unshare"));
     let mut progs = Vec::new();
