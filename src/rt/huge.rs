@@ -83,14 +83,14 @@ pub fn place_ranges(t: &Target, huge: &[Range], backend: Backend, host: &Host) -
     };
     // The page cache first: what it serves needs no copy.
     let mut runs = pagecache::Runs::new();
-    if matches!(backend, Backend::Auto | Backend::PageCache) {
+    if backend.uses_page_cache() {
         runs = pagecache::place(t, huge, host);
     } else {
         for &range in huge {
             let _ = runs.push(pagecache::Run { range, cause: None });
         }
     }
-    let from_cache = matches!(backend, Backend::Auto | Backend::PageCache);
+    let from_cache = backend.uses_page_cache();
     let mut outcomes = Outcomes::new();
     for run in &runs {
         if from_cache && run.cause.is_none() {

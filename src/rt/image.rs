@@ -25,7 +25,7 @@ pub enum Placement {
 /// the most text goes on huge pages.
 pub fn plan_program(image: &Image, settings: &Settings) -> Placement {
     if image.is_dyn() {
-        let from_cache = matches!(settings.backend, Backend::Auto | Backend::PageCache);
+        let from_cache = settings.backend.uses_page_cache();
         let phase = plan::congruent_phase(image)
             .filter(|_| from_cache)
             .unwrap_or_else(|| plan::choose_phase(image, settings.strategy));
@@ -147,7 +147,7 @@ pub fn move_to_congruent(
     settings: &Settings,
     host: &Host,
 ) -> Option<Result<Loaded, LoadError>> {
-    let from_cache = matches!(settings.backend, Backend::Auto | Backend::PageCache);
+    let from_cache = settings.backend.uses_page_cache();
     if !image.is_dyn() || host.traced || !from_cache {
         return None;
     }
