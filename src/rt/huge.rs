@@ -56,8 +56,13 @@ pub type Placed = heapless::Vec<Range, { plan::MAX_PIECES }>;
 /// The ranges of `outcomes` that really are on huge pages, adjacent pieces
 /// merged.
 pub fn placed(outcomes: &[Outcome]) -> Placed {
+    placed_where(outcomes, |_| true)
+}
+
+/// [`placed`], of the pieces whose kind `keep` accepts.
+pub fn placed_where(outcomes: &[Outcome], keep: impl Fn(HugeKind) -> bool) -> Placed {
     let mut placed = Placed::new();
-    for o in outcomes.iter().filter(|o| o.kind.is_some()) {
+    for o in outcomes.iter().filter(|o| o.kind.is_some_and(&keep)) {
         match placed.last_mut() {
             Some(last) if last.end == o.range.start => last.end = o.range.end,
             _ => {

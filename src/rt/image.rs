@@ -57,20 +57,7 @@ impl Loaded {
     /// The ranges on huge pages that are copies (not the file's page cache):
     /// what a profiler needs a perf map for.
     pub fn copied_ranges(&self) -> Placed {
-        let copies = self
-            .outcomes
-            .iter()
-            .filter(|o| o.kind != Some(huge::HugeKind::PageCache));
-        let mut placed = Placed::new();
-        for o in copies.filter(|o| o.kind.is_some()) {
-            match placed.last_mut() {
-                Some(last) if last.end == o.range.start => last.end = o.range.end,
-                _ => {
-                    let _ = placed.push(o.range);
-                }
-            }
-        }
-        placed
+        huge::placed_where(&self.outcomes, |k| k != huge::HugeKind::PageCache)
     }
     /// One past the highest address the image occupies.
     pub fn end(&self) -> u64 {
