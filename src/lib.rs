@@ -9,14 +9,17 @@
 #![forbid(unsafe_code)]
 
 pub mod auxv;
+pub mod dynsym;
 pub mod elf;
 pub mod errno;
 pub mod error;
 pub mod exec;
 pub mod fmt;
 pub mod interp;
+pub mod jump;
 pub mod ldcache;
 pub mod libsearch;
+pub mod linkmap;
 pub mod options;
 pub mod perfmap;
 pub mod plan;

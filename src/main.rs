@@ -21,6 +21,8 @@ mod boot;
 mod diag;
 #[path = "rt/file.rs"]
 mod file;
+#[path = "rt/hook.rs"]
+mod hook;
 #[path = "rt/host.rs"]
 mod host;
 #[path = "rt/huge.rs"]

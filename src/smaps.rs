@@ -9,6 +9,9 @@ pub struct Mapping<'a> {
     pub end: u64,
     pub perms: [u8; 4],
     pub offset: u64,
+    /// The device (major, minor) and inode of a file mapping; zeros else.
+    pub dev: (u32, u32),
+    pub inode: u64,
     /// The path or pseudo-name (`[stack]`, `/memfd:…`), or empty.
     pub name: &'a [u8],
     pub rss_kb: u64,
@@ -33,6 +36,14 @@ impl Mapping<'_> {
     pub fn huge_bytes(&self) -> u64 {
         (self.anon_huge_kb + self.file_pmd_kb + self.shmem_pmd_kb + self.hugetlb_kb) * 1024
     }
+}
+
+/// The (major, minor) numbers of a `stat` device number, as smaps and
+/// /proc/PID/maps print them (the kernel's `new_encode_dev` undone).
+pub fn dev_numbers(st_dev: u64) -> (u32, u32) {
+    let major = ((st_dev >> 8) & 0xfff) | ((st_dev >> 32) & !0xfff);
+    let minor = (st_dev & 0xff) | ((st_dev >> 12) & !0xff);
+    (major as u32, minor as u32)
 }
 
 fn hex(s: &[u8]) -> Option<u64> {
@@ -73,8 +84,14 @@ fn header(line: &[u8]) -> Option<Mapping<'_>> {
     let mut perms = [0u8; 4];
     perms.copy_from_slice(perms_field);
     let offset = hex(f.next()?)?;
-    let _dev = f.next()?;
+    let dev_field = f.next()?;
+    let colon = dev_field.iter().position(|&b| b == b':')?;
+    let dev = (
+        hex(&dev_field[..colon])? as u32,
+        hex(&dev_field[colon + 1..])? as u32,
+    );
     let inode = f.next()?;
+    let inode_number = dec(inode)?;
     // The name is the rest of the line after the inode, trimmed.
     let inode_end = inode.as_ptr() as usize - line.as_ptr() as usize + inode.len();
     let rest = &line[inode_end..];
@@ -84,6 +101,8 @@ fn header(line: &[u8]) -> Option<Mapping<'_>> {
         end,
         perms,
         offset,
+        dev,
+        inode: inode_number,
         name: &rest[first..],
         ..Mapping::default()
     })
@@ -258,14 +277,30 @@ KernelPageSize:     2048 kB
         parse(SAMPLE, |m| seen.push(*m));
         assert_eq!(seen.len(), 3);
         assert_eq!(seen[0].name, b"/usr/bin/node");
+        assert_eq!((seen[0].dev, seen[0].inode), ((0xfe, 0), 1234));
         assert!(!seen[0].is_exec());
         assert_eq!(seen[1].start, 0xc00000);
         assert_eq!(seen[1].name, b"");
         assert!(seen[1].is_exec());
         assert_eq!(seen[1].huge_bytes(), 26624 * 1024);
         assert_eq!(seen[2].name, b"/memfd:hugeload:node (deleted)");
+        assert_eq!((seen[2].dev, seen[2].inode), ((0, 1), 99));
         assert_eq!(seen[2].huge_bytes(), 4 << 20);
         assert_eq!(seen[2].kernel_page_kb, 2048);
+    }
+
+    #[test]
+    fn device_numbers_match_glibc_makedev() {
+        // makedev(major, minor) as glibc's <sys/sysmacros.h> builds it.
+        let makedev = |ma: u64, mi: u64| {
+            ((ma & 0xfffff000) << 32)
+                | ((ma & 0xfff) << 8)
+                | ((mi & 0xffffff00) << 12)
+                | (mi & 0xff)
+        };
+        for (ma, mi) in [(8, 1), (0xfe, 0), (0, 29), (259, 3), (0x12345, 0x6789ab)] {
+            assert_eq!(dev_numbers(makedev(ma, mi)), (ma as u32, mi as u32));
+        }
     }
 
     #[test]

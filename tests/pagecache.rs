@@ -275,15 +275,26 @@ fn rustc_library_comes_from_the_page_cache() {
     let driver = driver.expect("no librustc_driver in the toolchain");
     // cargo puts the toolchain's lib/ in LD_LIBRARY_PATH, which ld.so (and
     // so hugeload) searches before rustc's RUNPATH: not here.
-    let mut cmd = hl(&["-v"], &rustc, &["-", "-o", "/dev/null"]);
+    let mut cmd = hl(&["-vv"], &rustc, &["-", "-o", "/dev/null"]);
     cmd.env_remove("LD_LIBRARY_PATH");
     let i = inspect(cmd, &rustc, Ready::StdinRead);
     let stderr = i.stderr();
-    let line = stderr
-        .lines()
-        .find(|l| l.starts_with("hugeload: library ") && l.contains("librustc_driver"))
-        .unwrap_or_else(|| panic!("no report of librustc_driver\n{}", i.dump()));
-    assert!(line.contains(" 0 small"), "{line}");
+    let line = |what: &str| {
+        stderr
+            .lines()
+            .find(|l| {
+                l.starts_with("hugeload: library ")
+                    && l.contains("librustc_driver")
+                    && l.contains(what)
+            })
+            .unwrap_or_else(|| panic!("no report of librustc_driver {what}\n{}", i.dump()))
+    };
+    // Primed before ld.so maps it (-vv), and served from the page cache
+    // once mapped (-v).
+    let primed = line(" before ld.so: ");
+    assert!(primed.contains(" 0 small"), "{primed}");
+    let got = line(" x 2M pagecache");
+    assert!(!got.contains("on 4 KiB pages"), "{got}");
     let code = code_of(
         &i.maps.iter().map(map_mem).collect::<Vec<_>>(),
         &canonical(&driver),

@@ -32,13 +32,27 @@ impl Host {
     }
 }
 
-fn is_traced() -> bool {
+/// The value of field `key` of /proc/self/status, as a number.
+fn status_number(key: &[u8]) -> Option<u64> {
     let mut buf = [0u8; 4096];
-    sys::read_small(b"/proc/self/status", &mut buf)
-        .unwrap_or(b"")
+    let value = sys::read_small(b"/proc/self/status", &mut buf)?
         .split(|&b| b == b'\n')
-        .find_map(|l| l.strip_prefix(b"TracerPid:"))
-        .is_some_and(|v| v.iter().any(|&b| (b'1'..=b'9').contains(&b)))
+        .find_map(|l| l.strip_prefix(key))?;
+    let digits = value.iter().filter(|b| !b.is_ascii_whitespace());
+    digits.fold(Some(0u64), |n, &b| {
+        n?.checked_mul(10)?
+            .checked_add(b.checked_sub(b'0').filter(|d| *d < 10)? as u64)
+    })
+}
+
+fn is_traced() -> bool {
+    status_number(b"TracerPid:").is_some_and(|pid| pid != 0)
+}
+
+/// How many seccomp filters this process runs under (`None` where the
+/// kernel does not say).
+pub fn seccomp_filters() -> Option<u64> {
+    status_number(b"Seccomp_filters:")
 }
 
 /// Free 2 MiB pages in the hugetlb pool now (it changes as hugeload takes

@@ -204,10 +204,10 @@ fn open_library(path: &[u8]) -> Option<(OpenFile, Image)> {
 }
 
 fn say_library(report: &Report, path: &[u8], r: &FileReport) {
-    // A library with no 2 MiB of code has nothing to report but that.
-    let level = if r.blocks == 0 { 2 } else { 1 };
-    report.say_at(level, |l: &mut Line| {
-        l.str("library ").bytes(path).str(": ");
+    // What each library finally got is said when ld.so has mapped it
+    // (`hook`); its priming is detail.
+    report.say_at(2, |l: &mut Line| {
+        l.str("library ").bytes(path).str(" before ld.so: ");
         if r.blocks == 0 {
             l.str("no whole 2 MiB block of code");
             return;

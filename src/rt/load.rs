@@ -13,7 +13,7 @@ use super::host::Host;
 use super::huge;
 use super::image::{self, Loaded, Placement};
 use super::sys::{self, CPath, Errno};
-use super::{kernel, libs, lock, origin, perfmap, procview, report};
+use super::{hook, kernel, libs, lock, origin, perfmap, procview, report};
 use hugeload::auxv::{self, ProgramFacts};
 use hugeload::elf::{MAX_INTERP, PHDR_SIZE};
 use hugeload::error::LoadError;
@@ -117,6 +117,9 @@ pub fn load(
     }
     let interp_loaded = map_interp(&program, interp.as_ref())?;
     prime_libraries(boot, &program, interp.as_ref(), settings, &report);
+    if let Some((i, l)) = &interp_loaded {
+        hook::install(&i.elf, l.bias, settings, host, &report);
+    }
     let written = build_stack(boot, request, &program, &loaded, interp_loaded.as_ref())?;
     if settings.perf_map {
         let moved = loaded.copied_ranges();

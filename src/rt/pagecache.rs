@@ -77,7 +77,7 @@ fn place_locked(t: &Target, huge: &[Range], host: &Host) -> Runs {
         );
         return runs;
     }
-    if t.copy_from_memory {
+    if t.copy_from_memory && host.traced {
         refuse_all(
             &mut runs,
             refused(

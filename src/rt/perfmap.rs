@@ -13,8 +13,8 @@ use hugeload::fmt::Line;
 use hugeload::perfmap;
 use hugeload::plan::Range;
 use linux_raw_sys::general::{
-    MAP_ANONYMOUS, MAP_PRIVATE, O_CLOEXEC, O_CREAT, O_NOFOLLOW, O_TRUNC, O_WRONLY, PROT_READ,
-    PROT_WRITE,
+    MAP_ANONYMOUS, MAP_PRIVATE, O_APPEND, O_CLOEXEC, O_CREAT, O_NOFOLLOW, O_TRUNC, O_WRONLY,
+    PROT_READ, PROT_WRITE,
 };
 
 /// A copy of part of a file in anonymous memory, unmapped when dropped.
@@ -69,6 +69,25 @@ pub fn write(file: &OpenFile, bias: u64, moved: &[Range], path: &[u8], report: &
         });
         return;
     }
+    write_with(file, bias, moved, path, report, O_TRUNC);
+}
+
+/// Adds the functions of a library's copied ranges to the process's perf
+/// map (made if there is none yet).
+pub fn add(file: &OpenFile, bias: u64, moved: &[Range], path: &[u8], report: &Report) {
+    if !moved.is_empty() {
+        write_with(file, bias, moved, path, report, O_APPEND);
+    }
+}
+
+fn write_with(
+    file: &OpenFile,
+    bias: u64,
+    moved: &[Range],
+    path: &[u8],
+    report: &Report,
+    mode: u32,
+) {
     let mut name = Line::new();
     name.str("/tmp/perf-").dec(sys::getpid()).str(".map");
     let Some(map_path) = CPath::from_parts(&[name.as_bytes()]) else {
@@ -76,7 +95,7 @@ pub fn write(file: &OpenFile, bias: u64, moved: &[Range], path: &[u8], report: &
     };
     let fd = match sys::open_mode(
         &map_path,
-        O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
+        O_WRONLY | O_CREAT | mode | O_NOFOLLOW | O_CLOEXEC,
         0o644,
     ) {
         Ok(fd) => fd,

@@ -19,7 +19,7 @@ use super::huge::{self, Placed};
 use super::image::{self, Loaded};
 use super::load::{self, Handoff};
 use super::sys;
-use super::{libs, lock, perfmap, procview, report};
+use super::{hook, libs, lock, perfmap, procview, report};
 use hugeload::options::{Backend, Settings};
 use linux_raw_sys::auxvec::{AT_BASE, AT_ENTRY, AT_EXECFN, AT_PHDR, AT_PHNUM};
 
@@ -84,6 +84,7 @@ fn run(boot: &mut Boot, settings: &Settings, host: &Host) -> Result<Handoff, Fai
                     .hex(loaded.bias + interp.image.lo(), 0);
             });
             boot.set_aux(AT_BASE, loaded.bias);
+            hook::install(&interp, loaded.bias, settings, host, &report);
             let on_work_stack = boot.work_stack.1 != 0;
             if let (Some((program, _)), true, true) =
                 (mapped, settings.backend.uses_page_cache(), on_work_stack)

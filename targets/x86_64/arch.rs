@@ -15,6 +15,7 @@
 //!   binfmt_misc magic and mask.
 
 use core::arch::global_asm;
+use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
 /// The ELF machine this build loads (`EM_X86_64`).
 pub const ELF_MACHINE: u16 = 62;
@@ -215,6 +216,142 @@ global_asm!(
     ".size strlen, . - strlen",
     relative = const REL_RELATIVE,
 );
+
+// hugeload_hook_entry: where ld.so's `_dl_debug_state` now jumps (see
+// `JUMP_LEN`). ld.so calls that empty function after each change of its
+// link map, from whichever thread loaded a library; a compiler that sees
+// the empty body may keep values in any register across the call, so
+// every general register, the flags and xmm0-15 are kept. One caller at a
+// time takes the hook (a second one, which ld.so's own lock should make
+// impossible, returns at once), on hugeload's own stack when one was set
+// up: the caller's may be a small thread stack.
+global_asm!(
+    ".text",
+    ".globl hugeload_hook_entry",
+    ".type hugeload_hook_entry,@function",
+    ".p2align 4",
+    "hugeload_hook_entry:",
+    "    push rbp",
+    "    mov rbp, rsp",
+    "    pushfq",
+    "    push rax",
+    "    push rbx",
+    "    push rcx",
+    "    push rdx",
+    "    push rsi",
+    "    push rdi",
+    "    push r8",
+    "    push r9",
+    "    push r10",
+    "    push r11",
+    "    push r12",
+    "    push r13",
+    "    push r14",
+    "    push r15",
+    "    sub rsp, 256",
+    "    movdqu [rsp + 0], xmm0",
+    "    movdqu [rsp + 16], xmm1",
+    "    movdqu [rsp + 32], xmm2",
+    "    movdqu [rsp + 48], xmm3",
+    "    movdqu [rsp + 64], xmm4",
+    "    movdqu [rsp + 80], xmm5",
+    "    movdqu [rsp + 96], xmm6",
+    "    movdqu [rsp + 112], xmm7",
+    "    movdqu [rsp + 128], xmm8",
+    "    movdqu [rsp + 144], xmm9",
+    "    movdqu [rsp + 160], xmm10",
+    "    movdqu [rsp + 176], xmm11",
+    "    movdqu [rsp + 192], xmm12",
+    "    movdqu [rsp + 208], xmm13",
+    "    movdqu [rsp + 224], xmm14",
+    "    movdqu [rsp + 240], xmm15",
+    "    xor eax, eax",
+    "    mov ecx, 1",
+    "    lock cmpxchg dword ptr [rip + {busy}], ecx",
+    "    jne 2f",
+    "    mov rbx, rsp",
+    "    mov rax, qword ptr [rip + {stack}]",
+    "    test rax, rax",
+    "    cmovz rax, rsp",
+    "    mov rsp, rax",
+    "    and rsp, -16",
+    "    cld",
+    "    call {on_change}",
+    "    mov rsp, rbx",
+    "    mov dword ptr [rip + {busy}], 0",
+    "2:",
+    "    movdqu xmm0, [rsp + 0]",
+    "    movdqu xmm1, [rsp + 16]",
+    "    movdqu xmm2, [rsp + 32]",
+    "    movdqu xmm3, [rsp + 48]",
+    "    movdqu xmm4, [rsp + 64]",
+    "    movdqu xmm5, [rsp + 80]",
+    "    movdqu xmm6, [rsp + 96]",
+    "    movdqu xmm7, [rsp + 112]",
+    "    movdqu xmm8, [rsp + 128]",
+    "    movdqu xmm9, [rsp + 144]",
+    "    movdqu xmm10, [rsp + 160]",
+    "    movdqu xmm11, [rsp + 176]",
+    "    movdqu xmm12, [rsp + 192]",
+    "    movdqu xmm13, [rsp + 208]",
+    "    movdqu xmm14, [rsp + 224]",
+    "    movdqu xmm15, [rsp + 240]",
+    "    add rsp, 256",
+    "    pop r15",
+    "    pop r14",
+    "    pop r13",
+    "    pop r12",
+    "    pop r11",
+    "    pop r10",
+    "    pop r9",
+    "    pop r8",
+    "    pop rdi",
+    "    pop rsi",
+    "    pop rdx",
+    "    pop rcx",
+    "    pop rbx",
+    "    pop rax",
+    "    popfq",
+    "    pop rbp",
+    "    ret",
+    ".size hugeload_hook_entry, . - hugeload_hook_entry",
+    busy = sym HOOK_BUSY,
+    stack = sym HOOK_STACK,
+    on_change = sym hugeload_link_map_changed,
+);
+
+/// Set while a caller is in the hook.
+static HOOK_BUSY: AtomicU32 = AtomicU32::new(0);
+/// The top of the hook's own stack (0: the caller's).
+static HOOK_STACK: AtomicUsize = AtomicUsize::new(0);
+
+unsafe extern "C" {
+    fn hugeload_hook_entry();
+    /// What the hook runs (the `hook` module).
+    fn hugeload_link_map_changed();
+}
+
+/// Length of the jump written over `_dl_debug_state`.
+pub const JUMP_LEN: usize = hugeload::jump::X86_64_JUMP_LEN;
+
+/// The jump at `from` to the hook entry, over a function of `size` bytes
+/// whose bytes, and what follows, are `site`.
+pub fn jump_to_hook(
+    site: &[u8],
+    size: u64,
+    from: u64,
+) -> Result<[u8; JUMP_LEN], hugeload::jump::Refusal> {
+    hugeload::jump::x86_64_jump(site, size, from, hugeload_hook_entry as *const () as u64)
+}
+
+/// Gives the hook a stack of its own, whose top is `top`.
+pub fn set_hook_stack(top: usize) {
+    HOOK_STACK.store(top, Ordering::Release);
+}
+
+/// Makes freshly written code at `[addr, addr + len)` visible to
+/// instruction fetch (x86-64 keeps caches coherent: nothing to do).
+pub fn sync_code(_addr: usize, _len: usize) {}
 
 unsafe extern "C" {
     fn hugeload_enter(entry: usize, sp: usize, unmap_addr: usize, unmap_len: usize) -> !;

@@ -237,7 +237,18 @@ impl Tried {
 /// `tally`.
 pub fn try_file(path: &Path, scratch: &Path, tally: &mut Tally) -> Tried {
     let args = ["arg"];
+    // A file just written may still be open for writing in a child that
+    // another test thread forked and that has not exec'd yet: execve says
+    // ETXTBSY for a moment. Wait that out, so both runs see the file alone.
+    const ETXTBSY: i32 = 26;
     let mut direct = run_limited(kernel_command(path, &args), Stdin::Null, FILE_LIMIT);
+    for _ in 0..50 {
+        if direct.end != End::ExecError(ETXTBSY) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        direct = run_limited(kernel_command(path, &args), Stdin::Null, FILE_LIMIT);
+    }
     // A file with neither an ELF header nor `#!` that the kernel refuses
     // runs, as execvp and env run it, through /bin/sh: hugeload does that
     // too, so that is the reference.
