@@ -25,7 +25,7 @@ use super::arch;
 use super::diag::Report;
 use super::file::{self, ElfFile, OpenFile};
 use super::host::{self, Host};
-use super::huge::{self, HugeKind, Outcome, Outcomes, Target};
+use super::huge::{self, HugeKind, Target};
 use super::image::Loaded;
 use super::sys::{self, CPath};
 use super::{lock, map, perfmap, prime};
@@ -34,7 +34,7 @@ use hugeload::elf::{Image, page_down, page_up};
 use hugeload::fmt::Line;
 use hugeload::linkmap::{self, MAX_OBJECTS, Object, Seen};
 use hugeload::options::{Backend, Settings};
-use hugeload::plan::{self, HUGE, Range, Ranges};
+use hugeload::plan::{self, HUGE, Range};
 use hugeload::smaps;
 use linux_raw_sys::general::{
     MAP_ANONYMOUS, MAP_NORESERVE, MAP_PRIVATE, O_CLOEXEC, O_RDONLY, PROT_EXEC, PROT_NONE,
@@ -62,8 +62,9 @@ enum RDebug {
 struct State {
     settings: Settings,
     r_debug: RDebug,
-    /// ld.so's own bias: its entry in the list is skipped.
-    interp_bias: u64,
+    /// The biases of ld.so and of the program, which hugeload placed
+    /// itself: their entries in the list are skipped.
+    skip: [u64; 2],
     /// The seccomp filters the process had before it ran: a filter the
     /// program installs since may kill it for a system call the hook
     /// makes, so the hook then leaves libraries alone.
@@ -78,12 +79,20 @@ struct State {
 static mut STATE: Option<State> = None;
 
 /// Makes ld.so's `_dl_debug_state` (in the interpreter hugeload mapped at
-/// `bias`) call the hook; says under `-v` when it cannot.
-pub fn install(interp: &ElfFile, bias: u64, settings: &Settings, host: &Host, report: &Report) {
+/// `bias`) call the hook, for the libraries of the program at
+/// `program_bias`; says under `-v` when it cannot.
+pub fn install(
+    interp: &ElfFile,
+    bias: u64,
+    program_bias: u64,
+    settings: &Settings,
+    host: &Host,
+    report: &Report,
+) {
     if settings.backend == Backend::Off {
         return;
     }
-    match try_install(interp, bias, settings, host) {
+    match try_install(interp, bias, program_bias, settings, host) {
         Ok(at) => report.say_at(2, |l| {
             l.str("libraries: ld.so's _dl_debug_state at 0x")
                 .hex(at, 0)
@@ -99,6 +108,7 @@ pub fn install(interp: &ElfFile, bias: u64, settings: &Settings, host: &Host, re
 fn try_install(
     interp: &ElfFile,
     bias: u64,
+    program_bias: u64,
     settings: &Settings,
     host: &Host,
 ) -> Result<u64, &'static str> {
@@ -145,7 +155,7 @@ fn try_install(
         *(&raw mut STATE) = Some(State {
             settings: *settings,
             r_debug,
-            interp_bias: bias,
+            skip: [bias, program_bias],
             seccomp_filters: host::seccomp_filters(),
             seen: Seen::new(),
             started: false,
@@ -292,7 +302,7 @@ impl State {
         };
         let mut total = Total::default();
         let mut sandboxed = None;
-        for o in new.iter().filter(|o| o.bias != self.interp_bias) {
+        for o in new.iter().filter(|o| !self.skip.contains(&o.bias)) {
             // SAFETY: as above; `l_name` is NUL-terminated (or null).
             let name = unsafe { name_of(o.entry) };
             if name.is_empty() {
@@ -435,7 +445,7 @@ fn place_library(
         name,
         copy_from_memory: true,
     };
-    let outcomes = place(&target, &plan.huge, &mapped, settings.backend, &host);
+    let outcomes = huge::place_ranges(&target, &plan.huge, settings.backend, &host);
     let loaded = Loaded {
         bias,
         plan,
@@ -462,66 +472,13 @@ fn place_library(
     huge::keep_hugetlb_in_core_dumps(&loaded.outcomes, report);
 }
 
-/// Places the planned ranges, leaving alone the blocks already mapped
-/// from 2 MiB page-cache folios (a library primed before ld.so mapped it).
-fn place(t: &Target, huge: &[Range], mapped: &Mapped, backend: Backend, host: &Host) -> Outcomes {
-    let mut outcomes = Outcomes::new();
-    let mut pending = Ranges::new();
-    let flush = |pending: &mut Ranges, outcomes: &mut Outcomes| {
-        for o in huge::place_ranges(t, pending, backend, host) {
-            let _ = outcomes.push(o);
-        }
-        pending.clear();
-    };
-    for &r in huge {
-        let mut start = r.start;
-        while start < r.end {
-            let block = Range::new(start, start + HUGE);
-            start += HUGE;
-            let already = backend.uses_page_cache() && mapped.pmd_bytes_in(block) == HUGE;
-            if !already {
-                match pending.last_mut() {
-                    Some(last) if last.end == block.start => last.end = block.end,
-                    _ => {
-                        if pending.is_full() {
-                            flush(&mut pending, &mut outcomes);
-                        }
-                        let _ = pending.push(block);
-                    }
-                }
-                continue;
-            }
-            flush(&mut pending, &mut outcomes);
-            match outcomes.last_mut() {
-                Some(last)
-                    if last.kind == Some(HugeKind::PageCache) && last.range.end == block.start =>
-                {
-                    last.range.end = block.end
-                }
-                _ => {
-                    let _ = outcomes.push(Outcome {
-                        range: block,
-                        kind: Some(HugeKind::PageCache),
-                        pagecache: None,
-                        hugetlb: None,
-                        thp: None,
-                    });
-                }
-            }
-        }
-    }
-    flush(&mut pending, &mut outcomes);
-    outcomes
-}
-
-/// The mappings of a library's address range, from one read of smaps.
+/// The file mappings of a library's address range, from one read of smaps.
 struct Mapped {
     mappings: heapless::Vec<Mapping, 512>,
 }
 
 struct Mapping {
     range: Range,
-    file_pmd: u64,
     dev: (u32, u32),
     inode: u64,
 }
@@ -534,22 +491,12 @@ impl Mapped {
             if range.overlaps(&window) {
                 let _ = mappings.push(Mapping {
                     range,
-                    file_pmd: m.file_pmd_kb * 1024,
                     dev: m.dev,
                     inode: m.inode,
                 });
             }
         });
         Mapped { mappings }
-    }
-
-    /// Bytes of `range` mapped with PMD entries from a file.
-    fn pmd_bytes_in(&self, range: Range) -> u64 {
-        self.mappings
-            .iter()
-            .filter(|m| m.range.overlaps(&range))
-            .map(|m| m.file_pmd.min(m.range.intersect(&range).len()))
-            .sum()
     }
 
     /// Whether the mapping of the library's first code page is of `file`

@@ -118,7 +118,7 @@ pub fn load(
     let interp_loaded = map_interp(&program, interp.as_ref())?;
     prime_libraries(boot, &program, interp.as_ref(), settings, &report);
     if let Some((i, l)) = &interp_loaded {
-        hook::install(&i.elf, l.bias, settings, host, &report);
+        hook::install(&i.elf, l.bias, loaded.bias, settings, host, &report);
     }
     let written = build_stack(boot, request, &program, &loaded, interp_loaded.as_ref())?;
     if settings.perf_map {

@@ -84,7 +84,8 @@ fn run(boot: &mut Boot, settings: &Settings, host: &Host) -> Result<Handoff, Fai
                     .hex(loaded.bias + interp.image.lo(), 0);
             });
             boot.set_aux(AT_BASE, loaded.bias);
-            hook::install(&interp, loaded.bias, settings, host, &report);
+            let program_bias = mapped.map_or(0, |(_, bias)| bias);
+            hook::install(&interp, loaded.bias, program_bias, settings, host, &report);
             let on_work_stack = boot.work_stack.1 != 0;
             if let (Some((program, _)), true, true) =
                 (mapped, settings.backend.uses_page_cache(), on_work_stack)
