@@ -301,23 +301,13 @@ impl State {
             level: self.settings.verbose,
         };
         let mut total = Total::default();
-        let mut sandboxed = None;
         for o in new.iter().filter(|o| !self.skip.contains(&o.bias)) {
             // SAFETY: as above; `l_name` is NUL-terminated (or null).
             let name = unsafe { name_of(o.entry) };
             if name.is_empty() {
                 continue;
             }
-            let filters = *sandboxed.get_or_insert_with(host::seccomp_filters);
-            if filters != self.seccomp_filters {
-                report.say(|l| {
-                    l.str("library ").bytes(name).str(
-                        ": left as ld.so mapped it: the program runs under a seccomp filter it installed, which may forbid what hugeload would do",
-                    );
-                });
-                continue;
-            }
-            library(o, name, &self.settings, &report, &mut total);
+            library(o, name, self, &report, &mut total);
         }
         if !self.started {
             self.started = true;
@@ -376,7 +366,7 @@ impl Total {
 
 /// Puts the code of the library `o`, which ld.so opened as `name`, on
 /// huge pages.
-fn library(o: &Object, name: &[u8], settings: &Settings, report: &Report, total: &mut Total) {
+fn library(o: &Object, name: &[u8], state: &State, report: &Report, total: &mut Total) {
     let Some(path) = CPath::from_parts(&[name]) else {
         return;
     };
@@ -390,7 +380,7 @@ fn library(o: &Object, name: &[u8], settings: &Settings, report: &Report, total:
     };
     if let Ok(image) = file.read_image() {
         if image.is_dyn() {
-            place_library(&file, &image, o.bias, name, settings, report, total);
+            place_library(&file, &image, o.bias, name, state, report, total);
         }
     }
     file.close();
@@ -401,10 +391,11 @@ fn place_library(
     image: &Image,
     bias: u64,
     name: &[u8],
-    settings: &Settings,
+    state: &State,
     report: &Report,
     total: &mut Total,
 ) {
+    let settings = &state.settings;
     let window = Range::new(bias.wrapping_add(image.lo()), bias.wrapping_add(image.hi()));
     if window.is_empty() {
         return;
@@ -428,6 +419,11 @@ fn place_library(
     }
     if has_text_relocations(file, image) {
         return say("it has text relocations");
+    }
+    if host::seccomp_filters() != state.seccomp_filters {
+        return say(
+            "the program runs under a seccomp filter it installed, which may forbid what hugeload would do",
+        );
     }
     let Ok(mut room) = sys::Scratch::new(SMAPS_MAX) else {
         return say("no memory to read /proc/self/smaps");
