@@ -225,6 +225,9 @@ impl Held {
 /// `stat`, runs `hugeload --stat --json PID`), closes its stdin and
 /// collects how it ended.
 fn hold(cmd: Command, until: Until<'_>, stat: bool) -> Held {
+    // The default backend copies what the page cache cannot serve into
+    // hugetlb pages while the pool has free ones.
+    let _pool = pool_shared();
     let mut child = Running::start(cmd);
     let what = child.what.clone();
     let pid = child.pid();
