@@ -231,17 +231,12 @@ fn hold(cmd: Command, until: Until<'_>, stat: bool) -> Held {
     let mut child = Running::start(cmd);
     let what = child.what.clone();
     let pid = child.pid();
-    let mapped = |p: &Path| {
-        let name = canonical(p).to_string_lossy().into_owned();
-        move |pid: u32| {
-            fs::read_to_string(format!("/proc/{pid}/maps")).is_ok_and(|m| m.contains(&name))
-        }
-    };
-    let deadline = Instant::now() + TIMEOUT;
-    let is_mapped = match until {
-        Until::StdinRead(p) => Some(mapped(p)),
+    // For StdinRead: the file's name as /proc/PID/maps shows it.
+    let file = match until {
+        Until::StdinRead(p) => Some(canonical(p).to_string_lossy().into_owned()),
         Until::ReadyLine => None,
     };
+    let deadline = Instant::now() + TIMEOUT;
     loop {
         if Instant::now() >= deadline {
             child.fail(&format!("not ready after {TIMEOUT:?}"));
@@ -249,7 +244,7 @@ fn hold(cmd: Command, until: Until<'_>, stat: bool) -> Held {
         if let Some(status) = child.try_wait() {
             child.fail(&format!("exited before it was ready: {status}"));
         }
-        match &is_mapped {
+        match &file {
             None => {
                 if child
                     .next_line(Duration::from_millis(20))
@@ -258,8 +253,9 @@ fn hold(cmd: Command, until: Until<'_>, stat: bool) -> Held {
                     break;
                 }
             }
-            Some(is_mapped) => {
-                if is_mapped(pid) && child.is_blocked_reading_stdin() {
+            Some(file) => {
+                let maps = fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
+                if maps.contains(file.as_str()) && child.is_blocked_reading_stdin() {
                     break;
                 }
                 std::thread::sleep(Duration::from_millis(10));
