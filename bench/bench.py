@@ -14,6 +14,8 @@ import sys
 import time
 from dataclasses import dataclass, field
 
+import rustc_bench  # bench/rustc_bench.py: section 6
+
 E = os.environ
 HL = E["HL"]
 HL_PTI = E.get("HL_PTI", HL)  # hugeload at a short path: the PT_INTERP copies' interpreter
@@ -1284,8 +1286,10 @@ def main():
     s3 = loadcost_section(startup, cov, fill)
     s4 = memory_section()
     s5 = itlb_section()
+    set_pool(POOL)
+    s6 = rustc_bench.section(HL, WORK, SCALE, problems)
 
-    lines = head + [""] + s1 + s2 + s3 + s4 + s5
+    lines = head + [""] + s1 + s2 + s3 + s4 + s5 + s6
     lines += ["## Problems seen", ""]
     if problems:
         for what, cmd, out in problems:

@@ -24,7 +24,9 @@ log "apt-get update"
 "${SUDO[@]}" apt-get update
 
 packages=()
-for pkg in patchelf musl-tools golang-go hyperfine gcc-multilib strace gdb linux-perf python3 xfsprogs btrfs-progs; do
+# lld links the LLD fixture library (code a page above its file offsets);
+# python3-dev gives Python.h for the extension-module fixture (tests/libraries.rs).
+for pkg in patchelf musl-tools golang-go hyperfine gcc-multilib strace gdb linux-perf python3 python3-dev lld xfsprogs btrfs-progs; do
     if apt_has "$pkg"; then
         packages+=("$pkg")
     elif [ "$pkg" = gcc-multilib ]; then
@@ -74,7 +76,7 @@ fi
 log "$thp: $(cat "$thp")"
 
 log "tools:"
-for tool in cargo rustc gcc musl-gcc go node python3 git gdb patchelf strace perf man zsh dpkg-deb; do
+for tool in cargo rustc gcc musl-gcc ld.lld go node python3 java git gdb patchelf strace perf man zsh dpkg-deb; do
     printf '    %-10s %s\n' "$tool" "$(command -v "$tool" || echo MISSING)" >&2
 done
 rustc --version >&2

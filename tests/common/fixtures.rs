@@ -57,6 +57,8 @@ const PROBE: &[&str] = &["probe.c"];
 const BIG: &[&str] = &["big.c", "probe.c"];
 const VIEW: &[&str] = &["view.c"];
 const MODES: &[&str] = &["modes_probe.c"];
+const BIGLIB: &[&str] = &["biglib.c"];
+const LIBUSER: &[&str] = &["libuser.c"];
 
 /// Every fixture of every test binary.
 #[rustfmt::skip]
@@ -265,6 +267,75 @@ pub const FIXTURES: &[Fixture] = &[
             ],
         )
     },
+    // biglib.c: a shared library with about 9 MiB of code, all of it run by
+    // big_checksum; libuser.c: a program that calls it (through dlopen, or
+    // linked with RUNPATH $ORIGIN), prints the result, `ready`, and waits
+    // (libraries). The same library linked by GNU ld (text congruent with
+    // its file offsets), by LLD (text a page above them) and by musl-gcc.
+    recipe(
+        "libbig-bfd.so",
+        "gcc",
+        BIGLIB,
+        &["-O1", "-shared", "-fPIC", "-fuse-ld=bfd", "-Wl,-soname,libbig-bfd.so", "{src}/biglib.c", "-o", "{out}"],
+    ),
+    recipe(
+        "libbig-lld.so",
+        "gcc",
+        BIGLIB,
+        &["-O1", "-shared", "-fPIC", "-fuse-ld=lld", "-Wl,-soname,libbig-lld.so", "{src}/biglib.c", "-o", "{out}"],
+    ),
+    recipe(
+        "libuser-dlopen",
+        "gcc",
+        LIBUSER,
+        &["-O1", "-pie", "-fPIE", "-DUSE_DLOPEN", "{src}/libuser.c", "-o", "{out}", "-ldl"],
+    ),
+    Fixture {
+        after: &["libbig-lld.so"],
+        ..recipe(
+            "libuser-linked-lld",
+            "gcc",
+            LIBUSER,
+            &["-O1", "-pie", "-fPIE", "{src}/libuser.c", "{dir}/libbig-lld.so", "-Wl,-rpath,$ORIGIN", "-o", "{out}"],
+        )
+    },
+    Fixture {
+        needs_file: Some(MUSL_INTERP),
+        ..recipe(
+            "libbig-musl.so",
+            "musl-gcc",
+            BIGLIB,
+            &["-O1", "-shared", "-fPIC", "-Wl,-soname,libbig-musl.so", "{src}/biglib.c", "-o", "{out}"],
+        )
+    },
+    Fixture {
+        needs_file: Some(MUSL_INTERP),
+        ..recipe(
+            "libuser-dlopen-musl",
+            "musl-gcc",
+            LIBUSER,
+            &["-O1", "-pie", "-fPIE", "-DUSE_DLOPEN", "{src}/libuser.c", "-o", "{out}"],
+        )
+    },
+    Fixture {
+        needs_file: Some(MUSL_INTERP),
+        after: &["libbig-musl.so"],
+        ..recipe(
+            "libuser-linked-musl",
+            "musl-gcc",
+            LIBUSER,
+            &["-O1", "-pie", "-fPIE", "{src}/libuser.c", "{dir}/libbig-musl.so", "-Wl,-rpath,$ORIGIN", "-o", "{out}"],
+        )
+    },
+    // pyext.c: biglib.c as the Python extension module `bigext` (stable
+    // ABI), built by build_pyext.py with the Python.h of the python3 in
+    // PATH (python3-dev).
+    recipe(
+        "bigext.so",
+        "python3",
+        &["pyext.c", "biglib.c", "build_pyext.py"],
+        &["{src}/build_pyext.py", "{src}", "{out}"],
+    ),
     // hold.c: an LD_PRELOAD library that holds a program at its start until
     // stdin ends, so that a test can read the smaps of a short-lived real
     // program (see `hold_at_start`).
