@@ -1065,3 +1065,109 @@ fn java_libjvm(mode: Mode) {
     let t = assert_library_huge(&h, &libjvm);
     assert_library_line(&h, &libjvm, &t);
 }
+
+// ---------------------------------------------------------------------------
+// What hugeload leaves alone, and says so
+
+/// A library hugeload must leave on 4 KiB pages, run through `libuser-dlopen
+/// LIB EXTRA...` (under `wrap`, hostile_wrap's settings, if any): the same
+/// stdout and exit status as a direct run under the same wrapper, the
+/// library's code on 4 KiB pages, and a `-v` line containing `why`.
+fn left_alone(mode: Mode, lib: &str, extra: &[&str], wrap: &[&str], why: &str) {
+    let tag = format!("lib-alone-{lib}-{}-{mode:?}", wrap.join("-"));
+    let case = or_skip!(Case::new(&tag, "libuser-dlopen", lib, Loaded::Dlopen));
+    let mut args = case.args();
+    args.extend_from_slice(extra);
+    let wrapper = or_skip!(fixture("hostile_wrap"));
+    let wrapped = |inner: Command| -> Command {
+        if wrap.is_empty() {
+            return inner;
+        }
+        let mut c = command(&wrapper);
+        c.args(wrap)
+            .arg("--")
+            .arg(inner.get_program())
+            .args(inner.get_args());
+        for (k, v) in inner.get_envs() {
+            match v {
+                Some(v) => c.env(k, v),
+                None => c.env_remove(k),
+            };
+        }
+        c
+    };
+    let mut direct = command(&case.prog);
+    direct.args(&args).env_remove("LD_LIBRARY_PATH");
+    let d = run(wrapped(direct));
+    if d.stderr_str().starts_with("hostile_wrap:") {
+        skip(d.stderr_str().trim());
+        return;
+    }
+    assert_eq!(d.code("direct run"), 7, "direct run: {}", d.short());
+    let program = or_skip!(program_for(mode, &case.prog));
+    let h = hold(
+        wrapped(hl_run(mode, DEFAULT, &program, &args)),
+        Until::ReadyLine,
+        false,
+    );
+    assert_eq!(h.run.code(&h.what), 7, "exit status\n{}", h.dump());
+    assert_eq!(h.run.stdout_str(), d.stdout_str(), "stdout\n{}", h.dump());
+    assert_library_small(&h, &case.lib);
+    assert!(
+        h.stderr()
+            .lines()
+            .any(|l| l.starts_with("hugeload: ") && l.contains(why)),
+        "no -v line saying {why:?}\n{}",
+        h.dump()
+    );
+}
+
+case_tests! { textrel {
+    library_with_text_relocations_is_left_alone_launcher: (Mode::Launcher);
+    library_with_text_relocations_is_left_alone_pt_interp: (Mode::PtInterp);
+}}
+/// A library with text relocations (ld.so writes into its code) is left
+/// as ld.so maps it.
+fn textrel(mode: Mode) {
+    left_alone(
+        mode,
+        "libbig-textrel.so",
+        &[],
+        &[],
+        "libbig-textrel.so: left on 4 KiB pages: it has text relocations",
+    );
+}
+
+case_tests! { own_seccomp {
+    library_after_the_programs_seccomp_filter_is_left_alone_launcher: (Mode::Launcher);
+    library_after_the_programs_seccomp_filter_is_left_alone_pt_interp: (Mode::PtInterp);
+}}
+/// A library opened after the program installed a seccomp filter of its
+/// own is left alone (a filter may kill the process for a system call
+/// hugeload makes), and the program runs on.
+fn own_seccomp(mode: Mode) {
+    left_alone(
+        mode,
+        "libbig-lld.so",
+        &["--seccomp"],
+        &[],
+        "seccomp filter it installed",
+    );
+}
+
+case_tests! { mdwe_libraries {
+    libraries_under_mdwe_are_left_to_ld_so_launcher: (Mode::Launcher);
+    libraries_under_mdwe_are_left_to_ld_so_pt_interp: (Mode::PtInterp);
+}}
+/// Under MDWE (no mprotect may add exec) hugeload cannot write its jump
+/// into ld.so: it says so, and the LLD library (which would need a copy)
+/// stays on 4 KiB pages; the program runs as directly.
+fn mdwe_libraries(mode: Mode) {
+    left_alone(
+        mode,
+        "libbig-lld.so",
+        &[],
+        &["mdwe"],
+        "libraries: left as ld.so maps them (4 KiB pages, unless the page cache holds their code in 2 MiB folios): writing the hook into ld.so needs an mprotect that adds exec, which MDWE",
+    );
+}

@@ -284,6 +284,13 @@ pub const FIXTURES: &[Fixture] = &[
         BIGLIB,
         &["-O1", "-shared", "-fPIC", "-fuse-ld=lld", "-Wl,-soname,libbig-lld.so", "{src}/biglib.c", "-o", "{out}"],
     ),
+    // The GNU ld library with text relocations too (textrel.c).
+    recipe(
+        "libbig-textrel.so",
+        "gcc",
+        &["biglib.c", "textrel.c"],
+        &["-O1", "-shared", "-fPIC", "-fuse-ld=bfd", "-Wl,-z,notext", "-Wl,-soname,libbig-textrel.so", "{src}/biglib.c", "{src}/textrel.c", "-o", "{out}"],
+    ),
     recipe(
         "libuser-dlopen",
         "gcc",
