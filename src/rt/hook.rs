@@ -69,6 +69,9 @@ struct State {
     /// program installs since may kill it for a system call the hook
     /// makes, so the hook then leaves libraries alone.
     seccomp_filters: Option<u64>,
+    /// Standard error when the program started: a program may close it
+    /// and open something else as fd 2, which `-v` lines must not reach.
+    stderr: Option<(u64, u64)>,
     seen: Seen,
     /// Whether the libraries of start-up were reported.
     started: bool,
@@ -157,6 +160,7 @@ fn try_install(
             r_debug,
             skip: [bias, program_bias],
             seccomp_filters: host::seccomp_filters(),
+            stderr: stderr_id(),
             seen: Seen::new(),
             started: false,
         });
@@ -246,6 +250,11 @@ extern "C" fn hugeload_link_map_changed() {
     }
 }
 
+/// Device and inode of what fd 2 is.
+fn stderr_id() -> Option<(u64, u64)> {
+    sys::fstat(2).ok().map(|st| (st.st_dev, st.st_ino))
+}
+
 /// # Safety
 /// `addr` must be a readable, aligned address of ld.so's data.
 unsafe fn read_u64(addr: u64) -> u64 {
@@ -297,8 +306,9 @@ impl State {
         self.seen.update(&now, |o| {
             let _ = new.push(*o);
         });
+        let same_stderr = self.settings.verbose > 0 && stderr_id() == self.stderr;
         let report = Report {
-            level: self.settings.verbose,
+            level: if same_stderr { self.settings.verbose } else { 0 },
         };
         let mut total = Total::default();
         for o in new.iter().filter(|o| !self.skip.contains(&o.bias)) {
