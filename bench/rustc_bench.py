@@ -236,6 +236,46 @@ def section(hl, work, scale=1.0, problems=None):
         lines.append(f"| {v.label} | {ms(med)} | {ms(q[2] - q[0])} | {ms(min(v.times))} | {med / dmed:.3f}× | "
                      f"{mib(statistics.median(v.maxrss))} | {cover} | {pages} | " + " | ".join(mem) + " |")
     lines += ["", "Peak RSS does not count hugetlb pages (the hugetlb column, at the sample, does).", ""]
+    lines += startup_lines(hl, direct_rustc, hl_rustc, env, base, max(10, runs * 6))
+    return lines
+
+
+def startup_lines(hl, direct_rustc, hl_rustc, env, cwd, rounds):
+    """`rustc --version`: what putting the libraries' code on 2 MiB pages
+    costs at each start (the copies of the LLD-linked code above all),
+    interleaved rounds, wall time of subprocess.run."""
+    log(f"start-up: {rounds} interleaved rounds of rustc --version")
+    starts = [
+        ("direct", [direct_rustc, "--version"]),
+        ("hugeload (default: auto)", [hl, hl_rustc, "--version"]),
+        ("hugeload `-b pagecache` (no copies)", [hl, "-b", "pagecache", hl_rustc, "--version"]),
+        ("hugeload `-b thp` (copies only)", [hl, "-b", "thp", hl_rustc, "--version"]),
+        ("hugeload `-b off`", [hl, "-b", "off", hl_rustc, "--version"]),
+    ]
+    times = {label: [] for label, _ in starts}
+    for k in range(rounds + 2):
+        order = starts[k % len(starts):] + starts[:k % len(starts)]
+        for label, argv in order:
+            t = time.perf_counter()
+            r = subprocess.run(argv, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            wall = time.perf_counter() - t
+            if r.returncode != 0:
+                return [f"`rustc --version` start-up: `{shlex.join(argv)}` failed (status {r.returncode})", ""]
+            if k >= 2:  # the first two rounds warm up
+                times[label].append(wall)
+    dmed = statistics.median(times["direct"])
+    dmin = min(times["direct"])
+    lines = ["### `rustc --version` start-up", "",
+             f"{rounds} interleaved rounds (order rotated), wall time of one run including Python's fork and "
+             "exec (the same for every variant); the libraries' code is placed before rustc's `main`, so this is "
+             "what each start costs.", "",
+             "| variant | median | min | ratio | over direct (medians) | over direct (minima) |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for label, _ in starts:
+        med, mn = statistics.median(times[label]), min(times[label])
+        lines.append(f"| {label} | {med * 1e3:.1f} ms | {mn * 1e3:.1f} ms | {med / dmed:.2f}× | "
+                     f"{(med - dmed) * 1e3:+.1f} ms | {(mn - dmin) * 1e3:+.1f} ms |")
+    lines.append("")
     return lines
 
 

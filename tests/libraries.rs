@@ -396,6 +396,29 @@ fn assert_library_huge(h: &Held, lib: &Path) -> LibText {
             ));
         }
     }
+    // smaps counts per mapping: a mapping holding several blocks must have
+    // 2 MiB pages enough for all of them (one block's count must not stand
+    // in for another's).
+    for m in h.maps.iter().filter(|m| m.is_exec()) {
+        let inside = |b: u64| m.span.start <= b && b + HUGE <= m.span.end;
+        let (mut cached, mut copied) = (0, 0);
+        for &(b, congruent) in t.whole.iter().filter(|(b, _)| inside(*b)) {
+            if congruent {
+                cached += HUGE;
+            } else {
+                copied += HUGE;
+            }
+        }
+        if m.file_pmd_bytes < cached || m.anon_huge_bytes + m.hugetlb_bytes < copied {
+            wrong.push(format!(
+                "mapping {}: {} FilePmdMapped for {cached} bytes of congruent blocks, {} \
+                 AnonHugePages/hugetlb for {copied} bytes of copied blocks",
+                m.span,
+                m.file_pmd_bytes,
+                m.anon_huge_bytes + m.hugetlb_bytes
+            ));
+        }
+    }
     assert!(
         wrong.is_empty(),
         "library text not on 2 MiB pages: {}\n  {}\n{}",
