@@ -244,21 +244,66 @@ fn ten_nodes_share_one_copy_of_their_text() {
     );
 }
 
-/// rustc's libraries are found as ld.so finds them ($ORIGIN/../lib) and
-/// primed before ld.so maps them: librustc_driver's 2 MiB-aligned segment
-/// is PMD-mapped from the page cache (a copy of the toolchain: priming
-/// drops cache pages).
+/// rustc's librustc_driver, whose second code segment is 2 MiB-aligned
+/// (congruent): once ld.so has mapped it, hugeload maps that segment's
+/// blocks from the page cache (a copy of the toolchain: priming drops
+/// cache pages).
 #[test]
 fn rustc_library_comes_from_the_page_cache() {
+    let Some((rustc, driver)) = rustc_copy("pc-rustc") else {
+        return;
+    };
+    // cargo puts the toolchain's lib/ in LD_LIBRARY_PATH, which ld.so (and
+    // so hugeload) searches before rustc's RUNPATH: not here.
+    let mut cmd = hl(&["-v"], &rustc, &["-", "-o", "/dev/null"]);
+    cmd.env_remove("LD_LIBRARY_PATH");
+    let i = inspect(cmd, &rustc, Ready::StdinRead);
+    let got = driver_line(&i, " x 2M pagecache");
+    assert!(!got.contains("on 4 KiB pages"), "{got}");
+    assert_driver_pmd_mapped(&i, &driver);
+}
+
+/// Under MDWE hugeload cannot hook ld.so, so it primes the libraries
+/// before ld.so maps them (found as ld.so finds them, $ORIGIN/../lib):
+/// librustc_driver's congruent blocks still come from the page cache, by
+/// ld.so's own mapping.
+#[test]
+fn rustc_library_is_primed_before_ld_so_without_the_hook() {
+    let Some((rustc, driver)) = rustc_copy("pc-rustc-mdwe") else {
+        return;
+    };
+    let wrap = match fixture("hostile_wrap") {
+        Ok(w) => w,
+        Err(Skip(why)) => return skip(&why),
+    };
+    let mut cmd = command(&wrap);
+    cmd.args(["mdwe", "--", &hugeload().to_string_lossy(), "-vv"])
+        .arg(&rustc)
+        .args(["-", "-o", "/dev/null"])
+        .env_remove("LD_LIBRARY_PATH");
+    let i = inspect(cmd, &rustc, Ready::StdinRead);
+    let primed = driver_line(&i, " before ld.so: ");
+    assert!(primed.contains(" 0 small"), "{primed}");
+    assert!(
+        i.stderr().contains("libraries: left as ld.so maps them"),
+        "{}",
+        i.dump()
+    );
+    assert_driver_pmd_mapped(&i, &driver);
+}
+
+/// A copy of the toolchain's rustc and its two big libraries in a scratch
+/// directory; `None` (skipped) without a toolchain.
+fn rustc_copy(tag: &str) -> Option<(PathBuf, PathBuf)> {
     let mut c = Command::new("rustc");
     c.args(["--print", "sysroot"]);
     let r = run(c);
     if !r.success() {
         skip("rustc --print sysroot failed");
-        return;
+        return None;
     }
     let sysroot = PathBuf::from(r.stdout_str().trim());
-    let dir = scratch_dir("pc-rustc");
+    let dir = scratch_dir(tag);
     let rustc = fresh_copy(&sysroot.join("bin/rustc"), &dir.join("bin"), "rustc");
     set_mode(&rustc, 0o755);
     let mut driver = None;
@@ -272,32 +317,25 @@ fn rustc_library_comes_from_the_page_cache() {
             }
         }
     }
-    let driver = driver.expect("no librustc_driver in the toolchain");
-    // cargo puts the toolchain's lib/ in LD_LIBRARY_PATH, which ld.so (and
-    // so hugeload) searches before rustc's RUNPATH: not here.
-    let mut cmd = hl(&["-vv"], &rustc, &["-", "-o", "/dev/null"]);
-    cmd.env_remove("LD_LIBRARY_PATH");
-    let i = inspect(cmd, &rustc, Ready::StdinRead);
-    let stderr = i.stderr();
-    let line = |what: &str| {
-        stderr
-            .lines()
-            .find(|l| {
-                l.starts_with("hugeload: library ")
-                    && l.contains("librustc_driver")
-                    && l.contains(what)
-            })
-            .unwrap_or_else(|| panic!("no report of librustc_driver {what}\n{}", i.dump()))
-    };
-    // Primed before ld.so maps it (-vv), and served from the page cache
-    // once mapped (-v).
-    let primed = line(" before ld.so: ");
-    assert!(primed.contains(" 0 small"), "{primed}");
-    let got = line(" x 2M pagecache");
-    assert!(!got.contains("on 4 KiB pages"), "{got}");
+    Some((rustc, driver.expect("no librustc_driver in the toolchain")))
+}
+
+/// The `-v` line about librustc_driver that contains `what`.
+fn driver_line(i: &Inspection, what: &str) -> String {
+    i.stderr()
+        .lines()
+        .find(|l| {
+            l.starts_with("hugeload: library ") && l.contains("librustc_driver") && l.contains(what)
+        })
+        .map(str::to_string)
+        .unwrap_or_else(|| panic!("no report of librustc_driver {what}\n{}", i.dump()))
+}
+
+/// At least two of librustc_driver's blocks are PMD-mapped from the file.
+fn assert_driver_pmd_mapped(i: &Inspection, driver: &Path) {
     let code = code_of(
         &i.maps.iter().map(map_mem).collect::<Vec<_>>(),
-        &canonical(&driver),
+        &canonical(driver),
     )
     .into_iter()
     .map(|m| m.file_pmd)

@@ -83,7 +83,7 @@ static mut STATE: Option<State> = None;
 
 /// Makes ld.so's `_dl_debug_state` (in the interpreter hugeload mapped at
 /// `bias`) call the hook, for the libraries of the program at
-/// `program_bias`; says under `-v` when it cannot.
+/// `program_bias`; says under `-v` when it cannot. Whether it could.
 pub fn install(
     interp: &ElfFile,
     bias: u64,
@@ -91,20 +91,26 @@ pub fn install(
     settings: &Settings,
     host: &Host,
     report: &Report,
-) {
+) -> bool {
     if settings.backend == Backend::Off {
-        return;
+        return false;
     }
     match try_install(interp, bias, program_bias, settings, host) {
-        Ok(at) => report.say_at(2, |l| {
-            l.str("libraries: ld.so's _dl_debug_state at 0x")
-                .hex(at, 0)
-                .str(" calls hugeload after each change of its link map");
-        }),
-        Err(why) => report.say(|l| {
-            l.str("libraries: left as ld.so maps them (4 KiB pages, unless the page cache holds their code in 2 MiB folios): ")
-                .str(why);
-        }),
+        Ok(at) => {
+            report.say_at(2, |l| {
+                l.str("libraries: ld.so's _dl_debug_state at 0x")
+                    .hex(at, 0)
+                    .str(" calls hugeload after each change of its link map");
+            });
+            true
+        }
+        Err(why) => {
+            report.say(|l| {
+                l.str("libraries: left as ld.so maps them (4 KiB pages, unless the page cache holds their code in 2 MiB folios): ")
+                    .str(why);
+            });
+            false
+        }
     }
 }
 
@@ -308,7 +314,11 @@ impl State {
         });
         let same_stderr = self.settings.verbose > 0 && stderr_id() == self.stderr;
         let report = Report {
-            level: if same_stderr { self.settings.verbose } else { 0 },
+            level: if same_stderr {
+                self.settings.verbose
+            } else {
+                0
+            },
         };
         let mut total = Total::default();
         for o in new.iter().filter(|o| !self.skip.contains(&o.bias)) {

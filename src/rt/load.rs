@@ -116,9 +116,13 @@ pub fn load(
         origin::expand_in_memory(&program.elf.file, &program.elf.image, loaded.bias, &report);
     }
     let interp_loaded = map_interp(&program, interp.as_ref())?;
-    prime_libraries(boot, &program, interp.as_ref(), settings, &report);
-    if let Some((i, l)) = &interp_loaded {
-        hook::install(&i.elf, l.bias, loaded.bias, settings, host, &report);
+    // With the hook in ld.so, each library is placed as ld.so maps it;
+    // without, its code can only be primed now.
+    let hooked = interp_loaded
+        .as_ref()
+        .is_some_and(|(i, l)| hook::install(&i.elf, l.bias, loaded.bias, settings, host, &report));
+    if !hooked {
+        prime_libraries(boot, &program, interp.as_ref(), settings, &report);
     }
     let written = build_stack(boot, request, &program, &loaded, interp_loaded.as_ref())?;
     if settings.perf_map {

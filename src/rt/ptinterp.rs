@@ -85,11 +85,14 @@ fn run(boot: &mut Boot, settings: &Settings, host: &Host) -> Result<Handoff, Fai
             });
             boot.set_aux(AT_BASE, loaded.bias);
             let program_bias = mapped.map_or(0, |(_, bias)| bias);
-            hook::install(&interp, loaded.bias, program_bias, settings, host, &report);
+            let hooked = hook::install(&interp, loaded.bias, program_bias, settings, host, &report);
             let on_work_stack = boot.work_stack.1 != 0;
-            if let (Some((program, _)), true, true) =
-                (mapped, settings.backend.uses_page_cache(), on_work_stack)
-            {
+            if let (Some((program, _)), false, true, true) = (
+                mapped,
+                hooked,
+                settings.backend.uses_page_cache(),
+                on_work_stack,
+            ) {
                 let musl = program.linking().needs_musl;
                 libs::prime_startup_libraries(
                     boot,
