@@ -2,7 +2,8 @@
 //! whether a function has room for them. hugeload writes such a jump over
 //! ld.so's `_dl_debug_state` (an empty function: `ret`) to run its own code
 //! each time ld.so's link map changes. The architecture file picks the
-//! encoder of its machine.
+//! encoder of its machine: x86-64 (`jmp rel32`, ±2 GiB) or aarch64 (`b`,
+//! ±128 MiB).
 
 /// Why the jump cannot be written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,6 +68,27 @@ pub fn x86_64_jump(
     Ok(jump)
 }
 
+/// Length of the aarch64 jump (`b imm26`).
+pub const AARCH64_JUMP_LEN: usize = 4;
+
+/// A `b` at address `from` to address `to`, written over the first
+/// instruction of a function of `size` bytes (an empty function is one
+/// `ret`, or `bti c; ret`). Reaches ±128 MiB.
+pub fn aarch64_jump(size: u64, from: u64, to: u64) -> Result<[u8; AARCH64_JUMP_LEN], Refusal> {
+    if size < AARCH64_JUMP_LEN as u64 || from % 4 != 0 {
+        return Err(Refusal::NoRoom);
+    }
+    if to % 4 != 0 {
+        return Err(Refusal::TooFar);
+    }
+    let offset = to.wrapping_sub(from) as i64;
+    if !(-(1 << 27)..(1 << 27)).contains(&offset) {
+        return Err(Refusal::TooFar);
+    }
+    let imm26 = ((offset >> 2) as u32) & 0x03ff_ffff;
+    Ok((0x1400_0000 | imm26).to_le_bytes())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -84,6 +106,27 @@ mod tests {
         let back = x86_64_jump(&GLIBC, 1, 0x10_0000, 0x1000).unwrap();
         let rel = i32::from_le_bytes(back[1..].try_into().unwrap());
         assert_eq!(0x10_0000i64 + 5 + rel as i64, 0x1000);
+    }
+
+    #[test]
+    fn aarch64_branches_within_128_mib() {
+        // b +8 is 0x14000002; b -4 is 0x17ffffff.
+        assert_eq!(
+            aarch64_jump(4, 0x1000, 0x1008),
+            Ok(0x1400_0002u32.to_le_bytes())
+        );
+        assert_eq!(
+            aarch64_jump(8, 0x1004, 0x1000),
+            Ok(0x17ff_ffffu32.to_le_bytes())
+        );
+        let far = 0x1000 + (1 << 27);
+        assert_eq!(aarch64_jump(4, 0x1000, far), Err(Refusal::TooFar));
+        assert!(aarch64_jump(4, 0x1000, far - 4).is_ok());
+        assert!(aarch64_jump(4, far, 0x1000).is_ok());
+        assert_eq!(aarch64_jump(4, far + 4, 0x1000), Err(Refusal::TooFar));
+        assert_eq!(aarch64_jump(0, 0x1000, 0x2000), Err(Refusal::NoRoom));
+        assert_eq!(aarch64_jump(4, 0x1002, 0x2000), Err(Refusal::NoRoom));
+        assert_eq!(aarch64_jump(4, 0x1000, 0x2002), Err(Refusal::TooFar));
     }
 
     #[test]
