@@ -402,7 +402,7 @@ fn assert_library_huge(h: &Held, lib: &Path) -> LibText {
     for m in h.maps.iter().filter(|m| m.is_exec()) {
         let inside = |b: u64| m.span.start <= b && b + HUGE <= m.span.end;
         let (mut cached, mut copied) = (0, 0);
-        for &(b, congruent) in t.whole.iter().filter(|(b, _)| inside(*b)) {
+        for &(_, congruent) in t.whole.iter().filter(|(b, _)| inside(*b)) {
             if congruent {
                 cached += HUGE;
             } else {
