@@ -1,5 +1,6 @@
 //! The dynamic linker's public view of what it has loaded: `struct
-//! r_debug` and the `struct link_map` list it heads (the SVR4 debugger
+//! r_debug` (one per link-map namespace in glibc) and the `struct
+//! link_map` list it heads (the SVR4 debugger
 //! interface that gdb reads; glibc's and musl's layouts agree on these
 //! fields), and which entries of a list are new since the last look.
 //!
@@ -13,6 +14,11 @@ pub const R_MAP: u64 = 8;
 pub const R_STATE: u64 = 24;
 /// `r_state`: the list is complete and stable.
 pub const RT_CONSISTENT: u32 = 0;
+/// glibc's `struct r_debug_extended` (`r_version` 2 and up) adds
+/// `r_next`, the `r_debug` of the next link-map namespace.
+pub const R_NEXT: u64 = 40;
+/// No more namespaces than this are followed (glibc has 16).
+pub const MAX_NAMESPACES: usize = 16;
 
 /// Byte offsets in a 64-bit `struct link_map`: `l_addr` (the load bias),
 /// `l_name` (the path ld.so opened, NUL-terminated; empty for the

@@ -498,6 +498,8 @@ fn assert_library_line(h: &Held, lib: &Path, t: &LibText) -> String {
 enum Loaded {
     /// `libuser-dlopen LIB` (dlopen after start-up).
     Dlopen,
+    /// `libuser-dlopen LIB --dlmopen` (glibc: into a new namespace).
+    Dlmopen,
     /// A program linked with the library (DT_NEEDED, RUNPATH `$ORIGIN`).
     Startup,
 }
@@ -531,6 +533,7 @@ impl Case {
         let lib = fresh_copy(&lib_src, &dir, lib);
         let args = match loaded {
             Loaded::Dlopen => vec![lib.to_string_lossy().into_owned()],
+            Loaded::Dlmopen => vec![lib.to_string_lossy().into_owned(), "--dlmopen".into()],
             Loaded::Startup => Vec::new(),
         };
         Ok(Case { prog, lib, args })
@@ -596,6 +599,22 @@ fn lld_dlopen(mode: Mode) {
         "libuser-dlopen",
         "libbig-lld.so",
         Loaded::Dlopen,
+        Layout::Shifted,
+    );
+}
+
+case_tests! { lld_dlmopen {
+    lld_library_by_dlmopen_in_a_new_namespace_launcher: (Mode::Launcher);
+    lld_library_by_dlmopen_in_a_new_namespace_pt_interp: (Mode::PtInterp);
+}}
+/// glibc keeps a list per link-map namespace: a library `dlmopen`ed into a
+/// new one is placed too.
+fn lld_dlmopen(mode: Mode) {
+    library_case(
+        mode,
+        "libuser-dlopen",
+        "libbig-lld.so",
+        Loaded::Dlmopen,
         Layout::Shifted,
     );
 }

@@ -283,30 +283,52 @@ impl State {
         let Some(r) = self.r_debug() else {
             return;
         };
-        // SAFETY: `r` is ld.so's `struct r_debug`; `r_state` is an int.
-        let r_state = unsafe { core::ptr::read_volatile((r + linkmap::R_STATE) as *const u32) };
-        if r_state != linkmap::RT_CONSISTENT {
-            return;
-        }
-        let mut now = heapless::Vec::<Object, MAX_OBJECTS>::new();
-        // SAFETY: ld.so keeps `r_map` and each entry's fields valid while
-        // the list is consistent (what gdb relies on).
-        let mut entry = unsafe { read_u64(r + linkmap::R_MAP) };
-        while entry != 0 && entry % 8 == 0 && !now.is_full() {
-            // SAFETY: as above.
-            let (bias, dynamic, next) = unsafe {
+        // glibc keeps one list per link-map namespace (`dlmopen`, LD_AUDIT
+        // modules), chained from the first (`r_debug_extended`, version 2).
+        let mut lists = heapless::Vec::<u64, { linkmap::MAX_NAMESPACES }>::new();
+        let mut at = r;
+        while at != 0 && at % 8 == 0 && lists.push(at).is_ok() {
+            // SAFETY: `at` is one of ld.so's `struct r_debug`; `r_version`
+            // and `r_state` are ints, `r_next` exists from version 2 on.
+            let (version, state) = unsafe {
                 (
-                    read_u64(entry + linkmap::L_ADDR),
-                    read_u64(entry + linkmap::L_LD),
-                    read_u64(entry + linkmap::L_NEXT),
+                    core::ptr::read_volatile(at as *const u32),
+                    core::ptr::read_volatile((at + linkmap::R_STATE) as *const u32),
                 )
             };
-            let _ = now.push(Object {
-                entry,
-                bias,
-                dynamic,
-            });
-            entry = next;
+            // A list in the middle of a change: its libraries come with the
+            // next call.
+            if state != linkmap::RT_CONSISTENT {
+                return;
+            }
+            at = if version >= 2 {
+                // SAFETY: as above.
+                unsafe { read_u64(at + linkmap::R_NEXT) }
+            } else {
+                0
+            };
+        }
+        let mut now = heapless::Vec::<Object, MAX_OBJECTS>::new();
+        for &list in &lists {
+            // SAFETY: ld.so keeps `r_map` and each entry's fields valid
+            // while the list is consistent (what gdb relies on).
+            let mut entry = unsafe { read_u64(list + linkmap::R_MAP) };
+            while entry != 0 && entry % 8 == 0 && !now.is_full() {
+                // SAFETY: as above.
+                let (bias, dynamic, next) = unsafe {
+                    (
+                        read_u64(entry + linkmap::L_ADDR),
+                        read_u64(entry + linkmap::L_LD),
+                        read_u64(entry + linkmap::L_NEXT),
+                    )
+                };
+                let _ = now.push(Object {
+                    entry,
+                    bias,
+                    dynamic,
+                });
+                entry = next;
+            }
         }
         let mut new = heapless::Vec::<Object, MAX_OBJECTS>::new();
         self.seen.update(&now, |o| {
